@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""The course's two commands, each idempotent and self-contained.
+
+    python3 tasks.py course [jupyter lab options]   set up, then open JupyterLab on exercises/
+    python3 tasks.py test   [pytest options]        set up, then run the whole test suite
+
+Both create (or update) a virtual environment in ``.venv`` (override with the
+``PRACTICUM_VENV`` variable) with only the standard library's ``venv`` and pip,
+install the course as an editable package with its ``course`` and ``dev``
+extras, and skip the install when ``pyproject.toml`` has not changed since the
+last one. ``python3 tasks.py env`` only sets up; ``python3 tasks.py
+environment-yml`` rewrites ``environment.yml`` from ``pyproject.toml``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tomllib
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("PRACTICUM_VENV", ROOT / ".venv")).resolve()
+EXTRAS = ("course", "dev")
+STAMP = VENV / ".practicum-install"
+# JupyterLab settings that every student gets: no "fetch news?" pop-up.
+LAB_OVERRIDES = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def install_fingerprint() -> str:
+    """Hash of what decides the install: the project file and the extras."""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    digest.update(",".join(EXTRAS).encode())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()
+
+
+def run(*cmd: str | os.PathLike, **kwargs) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, **kwargs)
+
+
+def ensure_env() -> Path:
+    """Create or update the virtual environment; return its Python."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"Python >= 3.11 is needed; this is {sys.version.split()[0]}.")
+    python = venv_python()
+    if not python.exists():
+        print(f"Creating the virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, upgrade_deps=False).create(VENV)
+    fingerprint = install_fingerprint()
+    if not STAMP.exists() or STAMP.read_text().strip() != fingerprint:
+        pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
+        run(*pip, "-e", f"{ROOT}[{','.join(EXTRAS)}]")
+        no_deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["practicum"]["no-deps"]
+        run(*pip, "--no-deps", *no_deps)
+        STAMP.write_text(fingerprint)
+    settings = VENV / "share/jupyter/lab/settings"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "overrides.json").write_text(json.dumps(LAB_OVERRIDES, indent=2))
+    return python
+
+
+def jupyter_env() -> dict[str, str]:
+    """Environment in which the venv's ``python3`` kernel comes first."""
+    env = dict(os.environ)
+    env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(VENV / "share/jupyter"), env.get("JUPYTER_PATH")]))
+    env["PATH"] = os.pathsep.join([str(venv_python().parent), env.get("PATH", "")])
+    return env
+
+
+def course(args: list[str]) -> int:
+    python = ensure_env()
+    cmd = [str(python), "-m", "jupyter", "lab", f"--ServerApp.root_dir={ROOT}",
+           "--LabApp.default_url=/lab/tree/exercises", *args]
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=ROOT, env=jupyter_env())
+
+
+def test(args: list[str]) -> int:
+    python = ensure_env()
+    cmd = [str(python), "-m", "pytest", *args]
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=ROOT, env=jupyter_env())
+
+
+def environment_yml() -> str:
+    """``environment.yml`` derived from ``pyproject.toml`` (conda users, Binder)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    python = project["requires-python"]
+    pip_deps = list(project["dependencies"])
+    for extra in EXTRAS:
+        pip_deps += project["optional-dependencies"][extra]
+    lines = [
+        "# Generated from pyproject.toml by `python3 tasks.py environment-yml`; do not edit by hand.",
+        "name: robustness-practicum",
+        "channels:",
+        "  - conda-forge",
+        "dependencies:",
+        f"  - python{python}",
+        "  - pip",
+        "  - pip:",
+        *[f'    - "{dep}"' for dep in pip_deps],
+        "    - \"-e .\"",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"course", "test", "env", "environment-yml"}:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "course":
+        return course(rest)
+    if command == "test":
+        return test(rest)
+    if command == "env":
+        ensure_env()
+        return 0
+    (ROOT / "environment.yml").write_text(environment_yml())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
