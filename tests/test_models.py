@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from helpers import attacks
+from helpers.data import load_dataset
 from helpers.models import (MODELS_DIR, CifarResNet, MnistCNN, build_model, list_pretrained, load_card,
                             load_pretrained, save_checkpoint, sha256)
 from helpers.utils import set_seed
+
+from conftest import CIFAR_SUBSET
 
 SHIPPED = list_pretrained()
 REQUIRED = {"mnist_standard", "mnist_standard_seed1", "mnist_linf_robust", "mnist_l2_robust"}
@@ -34,9 +37,14 @@ def test_checkpoint_loads_weights_only_and_matches_its_card(name, mnist_test):
     assert card["command"].startswith("python -m helpers.train ")
     model = load_pretrained(name, device="cpu")
     assert not model.training
-    if card["dataset"] == "mnist" and card["test_images"] == 1000:
+    if card["dataset"] == "mnist":
         x, y = mnist_test
-        assert attacks.accuracy(model, x, y) == pytest.approx(card["clean_accuracy"], abs=0.002)
+    elif CIFAR_SUBSET.is_dir():
+        x, y = load_dataset("cifar10", "test", root=CIFAR_SUBSET)
+    else:
+        pytest.skip("the shared CIFAR-10 subset is not beside the repo")
+    assert card["test_images"] == len(y)
+    assert attacks.accuracy(model, x, y) == pytest.approx(card["clean_accuracy"], abs=0.002)
 
 
 def robust_accuracy(model, x, y, *, norm, eps, alpha, steps=40):
