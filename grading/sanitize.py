@@ -1,0 +1,181 @@
+"""Make a submitted notebook gradable: repair its JSON, restore its graded structure.
+
+Students' notebooks arrive with duplicated cells (copy and paste), deleted or edited
+locked cells, changed points, cells moved around, another kernel, or a file cut short
+by an upload. :func:`restore_structure` rebuilds a submission around its release
+version: every locked cell (setup and tests) comes back verbatim, in the release
+order, with the release's metadata; each answer cell keeps the student's source;
+the student's own extra cells stay where they were (after the graded cell they
+followed); and no student code runs before the notebook's first locked code cell
+(the setup cell that captures the test helpers). :class:`RestoreStructure` applies it
+as the first step of ``nbgrader autograde``'s sanitizing pass.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+
+import nbformat
+from nbformat.v4.nbbase import random_cell_id
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+from .paths import find_coursedir, release_notebook_path
+
+
+# Prefix of the notes RestoreStructure logs (python -m grading collects them into its reports).
+LOG_PREFIX = "grading: sanitize: "
+
+
+class UnreadableNotebook(ValueError):
+    """A submitted file that is not a notebook, even after repair."""
+
+
+def read_submission(path: str) -> tuple[nbformat.NotebookNode, list[str]]:
+    """Read the notebook at ``path``, repairing its JSON if it can; the notebook and notes.
+
+    Repairs: raw control characters inside strings, and anything after the notebook's
+    closing brace (a second copy appended, a merge leftover). Raises
+    :class:`UnreadableNotebook` for anything else (for example, a truncated file).
+    """
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    notes = []
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        data = None
+        first_error = error
+        for name, attempt in (("control characters in strings", lambda: json.loads(text, strict=False)),
+                              ("text after the notebook's end",
+                               lambda: json.JSONDecoder(strict=False).raw_decode(text.lstrip())[0])):
+            try:
+                data = attempt()
+            except ValueError:
+                continue
+            notes.append(f"{os.path.basename(path)}: malformed JSON repaired ({name}; was: {first_error})")
+            break
+        if data is None:
+            raise UnreadableNotebook(f"{os.path.basename(path)} is not valid JSON and cannot be repaired: "
+                                     f"{first_error}") from first_error
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise UnreadableNotebook(f"{os.path.basename(path)} is JSON but not a notebook (no list of cells)")
+    try:
+        with warnings.catch_warnings():  # duplicate cell ids: restore_structure renumbers them
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(json.dumps(data), as_version=4)
+    except Exception as error:  # nbformat raises several types for broken structures
+        raise UnreadableNotebook(f"{os.path.basename(path)} is not a valid notebook: {error}") from error
+    return nb, notes
+
+
+def _grade_id(cell) -> str | None:
+    return (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+
+
+def _is_locked(cell) -> bool:
+    meta = cell.metadata.get("nbgrader") or {}
+    return bool(meta.get("locked")) and not meta.get("solution")
+
+
+def _plain(cell) -> nbformat.NotebookNode:
+    """``cell`` as an ordinary (ungraded) cell."""
+    cell = copy.deepcopy(cell)
+    cell.metadata.pop("nbgrader", None)
+    return cell
+
+
+def restore_structure(submission: nbformat.NotebookNode,
+                      release: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
+    """The submission rebuilt around ``release``'s graded cells; and what was changed.
+
+    Both notebooks are nbformat 4. Graded cells are those with an nbgrader ``grade_id``
+    in the release (answers, tests, locked cells, tasks). For each of them the last
+    copy in the submission is the graded one; earlier copies of an answer run as
+    ordinary cells, copies of locked cells are dropped, and missing cells come back from
+    the release (an answer cell then with its blank stub).
+    """
+    reference = {_grade_id(c): c for c in release.cells if _grade_id(c)}
+    order = list(reference)
+    notes: list[str] = []
+    last = {gid: i for i, c in enumerate(submission.cells) if (gid := _grade_id(c)) in reference}
+
+    graded, followers, anchor, reported = {}, {None: []}, None, set()
+    for i, cell in enumerate(submission.cells):
+        gid = _grade_id(cell)
+        if gid in reference and last[gid] == i:
+            graded[gid], anchor = cell, gid
+            followers[gid] = []
+            continue
+        if gid in reference:
+            if gid not in reported:
+                notes.append(f"cell '{gid}' appears more than once: the last copy is graded")
+                reported.add(gid)
+            if _is_locked(reference[gid]):
+                continue
+        elif gid is not None:
+            notes.append(f"cell '{gid}' is not in the release: graded as an ordinary cell")
+        followers[anchor].append(_plain(cell))
+
+    cells = []
+    for gid in order:
+        ref = reference[gid]
+        cell = graded.get(gid)
+        if cell is None:
+            notes.append(f"cell '{gid}' was missing: restored from the release")
+            cell = copy.deepcopy(ref)
+        elif _is_locked(ref):
+            if cell.source != ref.source or cell.cell_type != ref.cell_type:
+                notes.append(f"locked cell '{gid}' was edited: restored from the release")
+            if (cell.metadata.get("nbgrader") or {}).get("points") != ref.metadata.nbgrader.get("points"):
+                notes.append(f"points of cell '{gid}' were changed: restored from the release")
+            cell = copy.deepcopy(ref)
+        else:
+            if cell.cell_type != ref.cell_type:
+                notes.append(f"answer cell '{gid}' was turned into {cell.cell_type}: set back to {ref.cell_type}")
+            if (cell.metadata.get("nbgrader") or {}).get("points") != ref.metadata.nbgrader.get("points"):
+                notes.append(f"points of cell '{gid}' were changed: restored from the release")
+            answer = copy.deepcopy(ref)
+            answer.source = cell.source
+            cell = answer
+        cells.append(cell)
+        cells.extend(followers.get(gid, []))
+
+    head = followers[None]
+    head_code = [c for c in head if c.cell_type == "code"]
+    first_locked_code = next((i for i, c in enumerate(cells) if c.cell_type == "code" and _is_locked(c)), None)
+    if head_code and first_locked_code is not None:
+        notes.append(f"{len(head_code)} code cell(s) above the first locked cell moved below it")
+        cells[first_locked_code + 1:first_locked_code + 1] = head_code
+        head = [c for c in head if c.cell_type != "code"]
+    cells = head + cells
+
+    kernel = (submission.metadata.get("kernelspec") or {}).get("name")
+    if kernel != release.metadata.get("kernelspec", {}).get("name"):
+        notes.append(f"kernel '{kernel}' replaced by '{release.metadata.kernelspec.name}'")
+    result = nbformat.v4.new_notebook(metadata=copy.deepcopy(release.metadata))
+    result.nbformat, result.nbformat_minor = release.nbformat, release.nbformat_minor
+    seen = set()
+    for cell in cells:
+        if result.nbformat_minor >= 5 and (not cell.get("id") or cell.get("id") in seen):
+            cell["id"] = random_cell_id()
+        seen.add(cell.get("id"))
+    result.cells = cells
+    return result, notes
+
+
+class RestoreStructure(NbGraderPreprocessor):
+    """First sanitizing step of autograde: :func:`restore_structure` against the release notebook."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        path = release_notebook_path(find_coursedir(self), info["assignment"], info["notebook"])
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"grading: release notebook {path} is missing; run `python -m grading release "
+                                    f"{info['assignment']}` before grading")
+        release = nbformat.read(path, as_version=4)
+        nb, notes = restore_structure(nb, release)
+        for note in notes:
+            self.log.warning("%s%s", LOG_PREFIX, note)
+        return nb, resources

@@ -1,0 +1,346 @@
+"""The instructor's workflow, one method per step, on nbgrader's Python API.
+
+release -> collect -> preflight -> autograde -> feedback -> export; ``python -m grading``
+exposes each step as a command (see :mod:`grading.__main__`).
+"""
+from __future__ import annotations
+
+import copy
+import glob
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import nbformat
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.apps import NbGraderAPI
+from nbgrader.apps.zipcollectapp import ZipCollectApp
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import IgnorePattern
+from nbgrader.utils import capture_log
+from nbgrader.validator import Validator
+from traitlets.config import Config, PyFileConfigLoader
+
+from .audit import audit
+from .export import StatusCsvExportPlugin
+from .feedback import leaked_lines, strip_hidden
+from .paths import release_notebook_path, report_path
+from .report import grade_submission, read_report
+from .sandbox import SandboxedExecute, grading_package_root
+from .sanitize import LOG_PREFIX, UnreadableNotebook, read_submission
+
+PREFLIGHT_STUDENTS = ("preflight-solution", "preflight-blank", "preflight-tampered")
+TAMPER_NOTES = ("was edited", "points of cell")
+
+
+class StepFailed(RuntimeError):
+    """A workflow step could not be completed; the message says why."""
+
+
+def load_config(root: str) -> Config:
+    """The course's nbgrader configuration (its ``nbgrader_config.py``)."""
+    if not os.path.exists(os.path.join(root, "nbgrader_config.py")):
+        raise StepFailed(f"{root} has no nbgrader_config.py: run from the course directory or pass --course")
+    config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+    if "root" not in config.CourseDirectory:
+        config.CourseDirectory.root = root
+    return config
+
+
+def cell_points(nb: nbformat.NotebookNode) -> dict[str, float]:
+    """Points of each autograded test cell (grade, not an answer) of a source or release notebook."""
+    points = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader") or {}
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            points[meta["grade_id"]] = float(meta["points"])
+    return points
+
+
+def _tampered(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``solution`` with every locked cell emptied, its points inflated and the last test cell deleted."""
+    nb = copy.deepcopy(solution)
+    tests = [c for c in nb.cells if (c.metadata.get("nbgrader") or {}).get("locked")]
+    for cell in tests:
+        if cell.cell_type == "code":
+            cell.source = "pass"
+        if "points" in cell.metadata.nbgrader:
+            cell.metadata.nbgrader["points"] = 10 * float(cell.metadata.nbgrader["points"])
+    graded_tests = [c for c in tests if c.metadata.nbgrader.get("grade")]
+    if graded_tests:
+        nb.cells.remove(graded_tests[-1])
+    return nb
+
+
+def _failure_from_log(result: dict) -> str:
+    """The most useful line of a failed nbgrader run."""
+    log = result.get("log", "") + "\n" + (result.get("error") or "")
+    found = re.search(r"\w+: grading: (.*)", log)
+    if found:
+        return found.group(1).strip()
+    errors = [line for line in log.splitlines() if line.strip() and "There was an error processing" not in line
+              and "Please see" not in line and not line.startswith(("[INFO]", "[WARNING]", "[DEBUG]"))]
+    return errors[-1].strip() if errors else "autograde failed (no message)"
+
+
+def _cell_scores(gb: Gradebook, assignment: str, notebook: str, student: str) -> dict[str, float]:
+    """Score of each graded cell of one notebook of a submission; empty if it was not graded."""
+    try:
+        return {g.name: g.score for g in gb.find_submission_notebook(notebook, assignment, student).grades}
+    except MissingEntry:
+        return {}
+
+
+def preflight_verdict(notebook: str, points: dict[str, float],
+                      scores: dict[str, dict[str, float]]) -> tuple[list[str], str]:
+    """What is wrong with the preflight copies' ``scores`` (student -> cell -> score) given the
+    test cells' ``points``; and a one-line summary."""
+    problems = []
+    for cell, maximum in points.items():
+        got = {student: scores[student].get(cell) for student in PREFLIGHT_STUDENTS}
+        if got["preflight-solution"] != maximum:
+            problems.append(f"{notebook}/{cell}: the solution scores {got['preflight-solution']} of {maximum}")
+        if got["preflight-blank"] != 0:
+            problems.append(f"{notebook}/{cell}: the blank exercise scores {got['preflight-blank']} "
+                            f"(a test that passes on the stub)")
+        if got["preflight-tampered"] != maximum:
+            problems.append(f"{notebook}/{cell}: a tampered solution scores {got['preflight-tampered']} of "
+                            f"{maximum} (tests or points were not restored)")
+    total = sum(points.values())
+    summary = ", ".join(f"{student.removeprefix('preflight-')} "
+                        f"{sum(scores[student].get(cell) or 0 for cell in points)}/{total}"
+                        for student in PREFLIGHT_STUDENTS)
+    return problems, f"{notebook}: {summary}"
+
+
+@dataclass
+class PreflightResult:
+    ok: bool
+    lines: list[str] = field(default_factory=list)
+
+
+class Course:
+    """A course directory and its nbgrader configuration (``nbgrader_config.py``)."""
+
+    def __init__(self, root: str = ".", config: Config | None = None):
+        # nbgrader runs its environment's `alembic` command: the environment's scripts must be on PATH.
+        scripts = os.path.dirname(sys.executable)
+        if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = os.pathsep.join(filter(None, [scripts, os.environ.get("PATH")]))
+        # Kernels started outside the sandbox (validate) import grading.checks too.
+        if grading_package_root() not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [grading_package_root(),
+                                                                      os.environ.get("PYTHONPATH")]))
+        self.root = os.path.abspath(root)
+        self.config = config if config is not None else load_config(self.root)
+        self.api = NbGraderAPI(config=self.config)
+        self.coursedir: CourseDirectory = self.api.coursedir
+
+    def _directory(self, step: str, student: str, assignment: str) -> str:
+        return self.coursedir.format_path(step, student, assignment)
+
+    def notebook_names(self, assignment: str) -> list[str]:
+        source = self._directory(self.coursedir.source_directory, ".", assignment)
+        return sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(source, "*.ipynb")))
+
+    def submitted_students(self, assignment: str) -> list[str]:
+        pattern = self._directory(self.coursedir.submitted_directory, "*", assignment)
+        return sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(pattern) if os.path.isdir(p))
+
+    # -- release -------------------------------------------------------------------------------
+    def release(self, assignment: str, duedate: str | None = None) -> list[str]:
+        """Generate the exercises (student version) from the solutions and record the assignment
+        (with its due date) in the gradebook; the paths of the released notebooks."""
+        result = self.api.generate_assignment(assignment, force=True, create=True)
+        if not result["success"]:
+            raise StepFailed(f"release of {assignment} failed: {_failure_from_log(result)}")
+        if duedate:
+            with self.api.gradebook as gb:
+                gb.update_or_create_assignment(assignment, duedate=duedate)
+        paths = [release_notebook_path(self.coursedir, assignment, nb) for nb in self.notebook_names(assignment)]
+        for path in paths:
+            with open(path) as f:
+                text = f.read()
+            if "BEGIN SOLUTION" in text or "BEGIN HIDDEN TESTS" in text:
+                raise StepFailed(f"{path} still contains solutions or hidden tests")
+        return paths
+
+    # -- collect -------------------------------------------------------------------------------
+    def collect(self, assignment: str, source: str) -> list[str]:
+        """Copy a batch of submissions (an LMS zip, or a directory with a folder per student or
+        STUDENT_NOTEBOOK.ipynb files) into ``submitted/`` through nbgrader's ``zip_collect``;
+        the students found."""
+        if not os.path.exists(source):
+            raise StepFailed(f"{source} does not exist")
+        archive = os.path.join(self.root, "downloaded", assignment, "archive")
+        shutil.rmtree(archive, ignore_errors=True)
+        os.makedirs(archive)
+        if os.path.isdir(source):
+            shutil.copytree(source, os.path.join(archive, os.path.basename(os.path.abspath(source))))
+        else:
+            shutil.copy(source, archive)
+        app = ZipCollectApp(config=self.config)
+        app.coursedir = CourseDirectory(config=self.config, assignment_id=assignment)
+        app.force = True
+        try:
+            result = capture_log(app)
+        except SystemExit:
+            raise StepFailed(f"collect of {assignment} failed; see nbgrader's messages above") from None
+        if not result["success"]:
+            raise StepFailed(f"collect of {assignment} failed: {_failure_from_log(result)}")
+        submitted = re.escape(self._directory(self.coursedir.submitted_directory, "@@", assignment))
+        found = re.findall("Copying to: " + submitted.replace("@@", "([^/]+)") + "/", result["log"])
+        return sorted(set(found))
+
+    # -- preflight -----------------------------------------------------------------------------
+    def preflight(self, assignment: str) -> PreflightResult:
+        """Grade the solutions (full marks expected), the blank exercise (no test may pass) and a
+        tampered solution (tests emptied, points inflated, a test cell deleted: full marks and the
+        original maximum expected) exactly as students will be graded, in a scratch copy of the
+        gradebook; also validate the solutions outside the sandbox to tell code from environment."""
+        names = self.notebook_names(assignment)
+        db = self.coursedir.db_url.removeprefix("sqlite:///")
+        if not names:
+            return PreflightResult(False, [f"no notebooks in the source directory of {assignment}"])
+        if not self.coursedir.db_url.startswith("sqlite:///") or not os.path.exists(db):
+            return PreflightResult(False, ["preflight needs the SQLite gradebook that `release` creates"])
+        source_dir = self._directory(self.coursedir.source_directory, ".", assignment)
+        solutions = {nb: nbformat.read(os.path.join(source_dir, nb + ".ipynb"), 4) for nb in names}
+        releases = {nb: nbformat.read(release_notebook_path(self.coursedir, assignment, nb), 4) for nb in names}
+        copies = {"preflight-solution": solutions, "preflight-blank": releases,
+                  "preflight-tampered": {nb: _tampered(solution) for nb, solution in solutions.items()}}
+        problems, summaries = [], []
+        validator = self.validator()
+        validator.ignore_checksums = True
+        for nb in names:
+            failed = validator.validate(os.path.join(source_dir, nb + ".ipynb")).get("failed", [])
+            if failed:
+                problems.append(f"{nb}: {len(failed)} test cell(s) fail on the solutions even outside the sandbox")
+        with tempfile.TemporaryDirectory(prefix="grading-preflight-") as scratch:
+            os.chmod(scratch, 0o711)  # a sandbox's unprivileged user must reach its submission inside
+            config = copy.deepcopy(self.config)
+            for step in ("submitted", "autograded", "feedback"):
+                setattr(config.CourseDirectory, f"{step}_directory", os.path.join(scratch, step))
+            shutil.copy(db, os.path.join(scratch, "gradebook.db"))
+            config.CourseDirectory.db_url = f"sqlite:///{os.path.join(scratch, 'gradebook.db')}"
+            api = NbGraderAPI(config=config)
+            for student, notebooks in copies.items():
+                target = api.coursedir.format_path(api.coursedir.submitted_directory, student, assignment)
+                os.makedirs(target)
+                for nb, notebook in notebooks.items():
+                    nbformat.write(notebook, os.path.join(target, nb + ".ipynb"))
+                result = api.autograde(assignment, student, force=True, create=True)
+                if not result["success"]:
+                    problems.append(f"{student}: autograde failed: {_failure_from_log(result)}")
+            with Gradebook(config.CourseDirectory.db_url, self.coursedir.course_id) as gb:
+                for nb in names:
+                    scores = {student: _cell_scores(gb, assignment, nb, student) for student in copies}
+                    wrong, summary = preflight_verdict(nb, cell_points(solutions[nb]), scores)
+                    problems += wrong
+                    summaries.append(summary)
+        return PreflightResult(not problems, problems + summaries)
+
+    # -- autograde -----------------------------------------------------------------------------
+    def check_sandbox(self) -> bool:
+        """True if kernels will be sandboxed; raises SandboxUnavailable if grading must stop."""
+        return SandboxedExecute(config=self.config).use_sandbox()
+
+    def autograde(self, assignment: str, students: list[str] | None = None, on_report=None) -> list[dict]:
+        """Autograde each submission (all submitted ones by default); the reports, in order.
+
+        ``on_report(report)`` is called after each submission (progress output)."""
+        self.check_sandbox()
+        reports = []
+        for student in students or self.submitted_students(assignment):
+            reports.append(self.autograde_one(assignment, student))
+            if on_report:
+                on_report(reports[-1])
+        return reports
+
+    def autograde_one(self, assignment: str, student: str) -> dict:
+        """Repair, audit and autograde one submission, and store its report."""
+        start = time.monotonic()
+        directory = self._directory(self.coursedir.submitted_directory, student, assignment)
+        notes, review = [], []
+        for path in sorted(glob.glob(os.path.join(directory, "*.ipynb"))):
+            name = os.path.splitext(os.path.basename(path))[0]
+            try:
+                nb, repairs = read_submission(path)
+            except UnreadableNotebook as error:
+                with self.api.gradebook as gb:  # so that the export lists the student, as failed
+                    gb.update_or_create_student(student)
+                return grade_submission(self.coursedir, assignment, student, succeeded=False,
+                                        failure=f"unreadable notebook: {error}",
+                                        seconds=round(time.monotonic() - start, 1))
+            if repairs:
+                backup = os.path.join(os.path.dirname(report_path(self.coursedir, assignment, student)),
+                                      student, os.path.basename(path) + ".original")
+                os.makedirs(os.path.dirname(backup), exist_ok=True)
+                shutil.copy(path, backup)
+                nbformat.write(nb, path)
+                notes += repairs
+            release = release_notebook_path(self.coursedir, assignment, name)
+            if os.path.exists(release):
+                review += audit(nb, nbformat.read(release, as_version=4))
+        result = self.api.autograde(assignment, student, force=True, create=True)
+        problems = []
+        for line in result.get("log", "").splitlines():
+            if LOG_PREFIX in line:
+                note = line.split(LOG_PREFIX, 1)[1]
+                (problems if any(t in note for t in TAMPER_NOTES) else notes).append(note)
+        return grade_submission(self.coursedir, assignment, student, succeeded=result["success"],
+                                failure=None if result["success"] else _failure_from_log(result),
+                                notes=notes, problems=problems, review=review,
+                                seconds=round(time.monotonic() - start, 1))
+
+    # -- feedback ------------------------------------------------------------------------------
+    def feedback(self, assignment: str, students: list[str] | None = None) -> list[str]:
+        """HTML feedback for each graded submission, without hidden tests; the files written."""
+        if students is None:
+            students = [s for s in self.submitted_students(assignment)
+                        if (read_report(self.coursedir, assignment, s) or {}).get("status") != "failed"]
+        hidden = []
+        for nb in self.notebook_names(assignment):
+            source = nbformat.read(
+                os.path.join(self._directory(self.coursedir.source_directory, ".", assignment), nb + ".ipynb"), 4)
+            hidden += [line for cell in source.cells for line in strip_hidden(cell.source)[1]]
+        written = []
+        for student in students:
+            result = self.api.generate_feedback(assignment, student, force=True)
+            if not result["success"]:
+                raise StepFailed(f"feedback for {student} failed: {_failure_from_log(result)}")
+            for path in glob.glob(os.path.join(self._directory(self.coursedir.feedback_directory, student,
+                                                               assignment), "*.html")):
+                with open(path) as f:
+                    leaks = leaked_lines(f.read(), hidden)
+                if leaks:
+                    os.remove(path)
+                    raise StepFailed(f"{path} showed hidden tests ({leaks[0]!r}); it was removed")
+                written.append(path)
+        return written
+
+    # -- export --------------------------------------------------------------------------------
+    def export(self, to: str | None = None, assignments: list[str] | None = None) -> str:
+        """Write the grades CSV (with each submission's status and message); its path."""
+        plugin = StatusCsvExportPlugin(parent=self.api, config=self.config)
+        plugin.to = to or os.path.join(self.root, "grades.csv")
+        plugin.assignment = list(assignments or [])
+        with self.api.gradebook as gb:
+            plugin.export(gb)
+        return plugin.to
+
+    # -- validate ------------------------------------------------------------------------------
+    def validate(self, path: str) -> dict:
+        """nbgrader's validator on one notebook (not sandboxed: for trusted notebooks), as a dict
+        with the failed, passed and changed cells; unlike ``nbgrader validate``, callers can check it."""
+        return self.validator().validate(path)
+
+    def validator(self) -> Validator:
+        """nbgrader's validator, forgiving stderr noise as autograde does."""
+        validator = Validator(config=self.config)
+        validator.preprocessors = [*validator.preprocessors, IgnorePattern]
+        return validator

@@ -1,0 +1,374 @@
+"""A catalog of fake submissions, generated from the test assignment's release notebook.
+
+Each :class:`Case` writes one student's submission (the released notebook with answers
+filled in, or damaged in some way) and states what grading must conclude: the status,
+the autograded score (out of 6; ``None`` when the submission cannot be graded) and a
+pattern that one of the report's messages must match.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import nbformat
+
+ASSIGNMENT = "grading_demo"
+SOURCE = Path(__file__).parent / "assignment" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+MAX_CODE_SCORE = 6.0
+MAX_SCORE = 8.0
+
+WRONG = {
+    "normalize": "def normalize(v):\n    v = np.asarray(v, dtype=float)\n    return v / np.abs(v).sum()  # L1, not L2\n",
+    "project": "def project(x, x0, eps):\n    x0 = np.asarray(x0, dtype=float)\n"
+               "    return np.clip(x, x0 - eps, x0 + eps)  # forgets [0, 1]\n",
+    "accuracy": "def accuracy(predictions, labels):\n"
+                "    return int(np.sum(np.asarray(predictions) == np.asarray(labels)))  # a count\n",
+}
+ALTERNATIVE_A = {
+    "normalize": "def normalize(v):\n    v = np.array(v, dtype=np.float64)\n    n = np.linalg.norm(v)\n"
+                 "    return v if n == 0 else v / n\n",
+    "project": "def project(x, x0, eps):\n    x0 = np.asarray(x0, dtype=float)\n"
+               "    x = np.minimum(np.maximum(np.asarray(x, dtype=float), x0 - eps), x0 + eps)\n"
+               "    return np.minimum(np.maximum(x, 0.0), 1.0)\n",
+    "accuracy": "def accuracy(predictions, labels):\n    predictions, labels = list(predictions), list(labels)\n"
+                "    return sum(p == q for p, q in zip(predictions, labels)) / len(labels)\n",
+}
+ALTERNATIVE_B = {
+    "normalize": "import math\n\ndef normalize(v):\n    values = [float(a) for a in v]\n"
+                 "    norm = math.sqrt(sum(a * a for a in values))\n"
+                 "    return np.array([a / norm for a in values]) if norm else np.zeros(len(values))\n",
+    "project": "def project(x, x0, eps):\n    out = []\n    for a, c in zip(np.ravel(x), np.ravel(x0)):\n"
+               "        a = min(max(float(a), c - eps), c + eps)\n        out.append(min(max(a, 0.0), 1.0))\n"
+               "    return np.array(out).reshape(np.shape(x))\n",
+    "accuracy": "def accuracy(predictions, labels):\n"
+                "    return np.count_nonzero(np.equal(predictions, labels)) / np.size(labels)\n",
+}
+WRITTEN_ANSWER = "Projection keeps the perturbation inside the threat model; clipping keeps the input an image."
+
+
+@dataclass
+class Context:
+    """What the generators need: the notebooks, the course's location, a local server's port."""
+
+    release: nbformat.NotebookNode
+    solution: nbformat.NotebookNode
+    course: Path
+    port: int
+
+
+def solution_answers(solution: nbformat.NotebookNode) -> dict[str, str]:
+    """Source of each answer cell of the solution notebook, solution markers removed."""
+    answers = {}
+    for cell in solution.cells:
+        meta = cell.metadata.get("nbgrader") or {}
+        if meta.get("solution"):
+            lines = [l for l in cell.source.splitlines() if "BEGIN SOLUTION" not in l and "END SOLUTION" not in l]
+            answers[meta["grade_id"]] = "\n".join(lines)
+    return answers
+
+
+def grade_id(cell) -> str | None:
+    return (cell.metadata.get("nbgrader") or {}).get("grade_id")
+
+
+def index_of(nb: nbformat.NotebookNode, gid: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if grade_id(c) == gid)
+
+
+def answered(ctx: Context, answers: dict[str, str], written: bool = False) -> nbformat.NotebookNode:
+    """The release notebook with ``answers`` (grade id -> source) in its answer cells."""
+    nb = copy.deepcopy(ctx.release)
+    for cell in nb.cells:
+        if grade_id(cell) in answers:
+            cell.source = answers[grade_id(cell)]
+        elif grade_id(cell) == "explain" and written:
+            cell.source = WRITTEN_ANSWER
+    return nb
+
+
+def perfect(ctx: Context) -> nbformat.NotebookNode:
+    return answered(ctx, solution_answers(ctx.solution), written=True)
+
+
+def with_prefix(ctx: Context, gid: str, prefix: str, answers: dict[str, str] | None = None):
+    """Solution answers, with ``prefix`` code put before answer ``gid``."""
+    answers = dict(answers or solution_answers(ctx.solution))
+    answers[gid] = prefix + "\n" + answers[gid]
+    return answered(ctx, answers)
+
+
+def replace(ctx: Context, **answers: str) -> nbformat.NotebookNode:
+    return answered(ctx, {**solution_answers(ctx.solution), **answers})
+
+
+# --- the generators -------------------------------------------------------------------------
+def tampered_tests(ctx):
+    nb = answered(ctx, WRONG)
+    for cell in nb.cells:
+        if (cell.metadata.get("nbgrader") or {}).get("grade"):
+            if cell.cell_type == "code":
+                cell.source = "pass  # all tests pass now"
+            cell.metadata.nbgrader["points"] = 100
+    return nb
+
+
+def deleted_test(ctx):
+    nb = replace(ctx, project=WRONG["project"])
+    del nb.cells[index_of(nb, "test_project")]
+    return nb
+
+
+def duplicated_cells(ctx):
+    nb = perfect(ctx)
+    first = copy.deepcopy(nb.cells[index_of(nb, "normalize")])
+    first.source = WRONG["normalize"]  # an early attempt, superseded by the copy below it
+    nb.cells.insert(index_of(nb, "normalize"), first)
+    test = copy.deepcopy(nb.cells[index_of(nb, "test_accuracy")])
+    nb.cells.insert(index_of(nb, "test_accuracy") + 1, test)
+    return nb
+
+
+def notebook_time_limit(ctx):
+    nb = perfect(ctx)
+    slow = [nbformat.v4.new_code_cell("import time\ntime.sleep(4)  # each cell under the per-cell limit")
+            for _ in range(5)]
+    nb.cells[index_of(nb, "setup") + 1:index_of(nb, "setup") + 1] = slow
+    return nb
+
+
+def patch_before_setup(ctx):
+    nb = answered(ctx, WRONG)
+    patch = nbformat.v4.new_code_cell(
+        "import numpy\nnumpy.absolute = lambda x, *a, **k: x * 0  # every difference looks like zero\n"
+        "numpy.less_equal = lambda a, b, *r, **k: numpy.ones(numpy.shape(a), dtype=bool)")
+    nb.cells.insert(0, patch)
+    return nb
+
+
+def kernel_name(ctx):
+    nb = perfect(ctx)
+    nb.metadata.kernelspec = {"name": "ir", "display_name": "R", "language": "R"}
+    return nb
+
+
+def text_of(nb) -> str:
+    return nbformat.writes(nb)
+
+
+def truncated_json(ctx):
+    text = text_of(perfect(ctx))
+    return text[: len(text) // 2]
+
+
+def repairable_json(ctx):
+    return text_of(perfect(ctx)) + "\n<<<<<<< HEAD\n"
+
+
+MONKEYPATCH = """import math
+import numpy
+numpy.allclose = lambda *a, **k: True
+numpy.isclose = lambda a, b, **k: numpy.ones(numpy.shape(a), dtype=bool)
+numpy.testing.assert_allclose = lambda *a, **k: None
+numpy.testing.assert_array_equal = lambda *a, **k: None
+math.isclose = lambda *a, **k: True
+try:
+    check.close = lambda *a, **k: None
+except AttributeError:
+    pass
+try:
+    type(check).close = lambda *a, **k: None
+except AttributeError:
+    pass
+"""
+
+SKIP_TESTS = """ip = get_ipython()
+ip.input_transformers_cleanup.append(lambda lines: ["pass\\n"])  # every later cell does nothing
+"""
+
+WARNINGS = """import sys
+import warnings
+
+def normalize(v):
+    warnings.warn("normalize: converting the input to float", UserWarning)
+    with np.errstate(divide="warn"):
+        np.float64(1.0) / np.float64(0.0)  # a RuntimeWarning
+    for i in range(3):
+        sys.stderr.write(f"\\r{33 * (i + 1)}%|{'#' * (i + 1):<3}| {i + 1}/3 [00:00<00:00, 99.00it/s]")
+    v = np.asarray(v, dtype=float)
+    norm = np.sqrt(np.sum(v * v))
+    return v / norm if norm > 0 else np.zeros_like(v)
+"""
+
+INFINITE_LOOP = "def normalize(v):\n    while True:\n        pass\n"
+IGNORES_INTERRUPT = ("import time\n\ndef normalize(v):\n    while True:\n        try:\n            time.sleep(1)\n"
+                     "        except:  # a bare except swallows the grader's interrupt\n            pass\n")
+KERNEL_CRASH = "import os\nos._exit(1)\n"
+MEMORY_BOMB = ("def normalize(v):\n    hog = []\n    while True:\n"
+               "        hog.append(bytearray(64 * 2**20))  # until the memory limit\n")
+FORK_BOMB = ("import os\nimport time\n\ndef project(x, x0, eps):\n    while True:  # every child forks too\n"
+             "        try:\n            os.fork()\n        except OSError:\n            time.sleep(0.05)\n")
+HUGE_OUTPUT = ("for i in range(200_000):\n    print(f'line {i}: ' + 'x' * 90)\nprint('y' * 3_000_000)\n")
+
+
+def reads_solutions(ctx):
+    """Wrong answers, replaced by the solutions if it can read them (and it tries other files)."""
+    course = ctx.course
+    targets = {"solutions": course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb",
+               "gradebook": course / "gradebook.db",
+               "other student": course / "submitted" / "perfect" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"}
+    code = "".join(WRONG.values()) + f"""
+import json
+for name, path in {json.dumps({k: str(v) for k, v in targets.items()})}.items():
+    try:
+        with open(path) as f:
+            text = f.read()
+        print(name, "read:", len(text), "characters")
+    except OSError as error:
+        print(name, "not readable:", type(error).__name__)
+        continue
+    if name == "solutions":
+        for cell in json.loads(text)["cells"]:
+            if cell["cell_type"] == "code" and "BEGIN SOLUTION" in "".join(cell["source"]):
+                exec("".join(cell["source"]))
+"""
+    return answered(ctx, {"normalize": code, "project": "", "accuracy": ""})
+
+
+def writes_gradebook(ctx):
+    """Right answers, plus attempts to write the gradebook and other students' files."""
+    course = ctx.course
+    code = f"""import sqlite3
+attempts = {{}}
+try:
+    db = sqlite3.connect({str(course / "gradebook.db")!r})
+    db.execute("UPDATE grade SET manual_score = 100")
+    db.commit()
+    attempts["gradebook"] = "written"
+except Exception as error:
+    attempts["gradebook"] = type(error).__name__
+for path in [{str(course / "autograded" / "perfect" / ASSIGNMENT / "pwned.txt")!r},
+             {str(course / "submitted" / "perfect" / ASSIGNMENT / "pwned.txt")!r},
+             {str(course / "pwned.txt")!r}]:
+    try:
+        with open(path, "w") as f:
+            f.write("pwned")
+        attempts[path] = "written"
+    except OSError as error:
+        attempts[path] = type(error).__name__
+print(attempts)
+"""
+    return with_prefix(ctx, "normalize", code)
+
+
+def plants_symlinks(ctx):
+    """Right answers, plus links in its working directory to files the grader writes afterwards."""
+    course = ctx.course
+    code = f"""import os
+for name, target in [("{ASSIGNMENT}.ipynb", {str(course / "gradebook.db")!r}),
+                     ("timestamp.txt", {str(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")!r})]:
+    try:
+        os.remove(name)
+    except OSError:
+        pass
+    os.symlink(target, name)
+"""
+    return with_prefix(ctx, "normalize", code)
+
+
+def network(ctx):
+    """Wrong answers, replaced by the right ones if it can download them from the grader's machine."""
+    code = "".join(WRONG.values()) + f"""
+import socket
+import urllib.request
+try:
+    exec(urllib.request.urlopen("http://127.0.0.1:{ctx.port}/answers.py", timeout=3).read().decode())
+except OSError as error:
+    print("no network:", error)
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=3)
+except OSError as error:
+    print("no network:", error)
+"""
+    return answered(ctx, {"normalize": code, "project": "", "accuracy": ""})
+
+
+def network_answers() -> str:
+    """What the local server hands out: the correct answers (the test counts the requests)."""
+    return "".join(solution_answers(nbformat.read(SOURCE, 4))[g] + "\n" for g in ("normalize", "project", "accuracy"))
+
+
+@dataclass(frozen=True)
+class Case:
+    student: str
+    build: Callable[[Context], nbformat.NotebookNode | str]
+    status: str
+    code_score: float | None
+    message: str = ""  # a regular expression one of the report's messages must match
+    timestamp: str | None = None
+
+
+CASES = [
+    Case("perfect", perfect, "graded", 6, r"^needs manual grading$"),
+    Case("blank", lambda ctx: copy.deepcopy(ctx.release), "graded", 0),
+    Case("wrong", lambda ctx: answered(ctx, WRONG), "graded", 0),
+    Case("partly_right", lambda ctx: replace(ctx, project=WRONG["project"]), "graded", 3),
+    Case("alternative_a", lambda ctx: answered(ctx, ALTERNATIVE_A), "graded", 6),
+    Case("alternative_b", lambda ctx: answered(ctx, ALTERNATIVE_B), "graded", 6),
+    Case("infinite_loop", lambda ctx: replace(ctx, normalize=INFINITE_LOOP), "flagged", 4,
+         r"cell \d+ \('test_normalize'\) timed out"),
+    Case("ignores_interrupt", lambda ctx: replace(ctx, normalize=IGNORES_INTERRUPT), "failed", None,
+         r"kernel failure in cell \d+ \('test_normalize'\): the kernel stopped responding"),
+    Case("notebook_time_limit", notebook_time_limit, "failed", None,
+         r"kernel failure in cell \d+: the notebook ran past its time limit of 15 s"),
+    Case("kernel_crash", lambda ctx: with_prefix(ctx, "accuracy", KERNEL_CRASH), "failed", None,
+         r"kernel failure in cell \d+ \('accuracy'\): the kernel exited with code 1"),
+    Case("memory_bomb", lambda ctx: replace(ctx, normalize=MEMORY_BOMB), "flagged", 4,
+         r"cell \d+ \('test_normalize'\) ran out of memory"),
+    Case("fork_bomb", lambda ctx: replace(ctx, project=FORK_BOMB), "flagged", 3,
+         r"cell \d+ \('test_project'\) timed out"),
+    Case("tampered_tests", tampered_tests, "flagged", 0, r"locked cell 'test_normalize' was edited"),
+    Case("deleted_test", deleted_test, "graded", 3, r"cell 'test_project' was missing: restored"),
+    Case("duplicated_cells", duplicated_cells, "graded", 6, r"cell 'normalize' appears more than once"),
+    Case("warnings", lambda ctx: replace(ctx, normalize=WARNINGS), "graded", 6),
+    Case("monkeypatch", lambda ctx: with_prefix(ctx, "normalize", MONKEYPATCH, WRONG), "flagged", 0,
+         r"assigns numpy\.allclose"),
+    Case("patch_before_setup", patch_before_setup, "flagged", 0, r"moved below"),
+    Case("skips_tests", lambda ctx: with_prefix(ctx, "normalize", SKIP_TESTS, WRONG), "flagged", 0,
+         r"\('test_normalize'\) did not report all of its checks"),
+    Case("reads_solutions", reads_solutions, "flagged", 0, r"uses exec"),
+    Case("writes_gradebook", writes_gradebook, "graded", 6),
+    Case("plants_symlinks", plants_symlinks, "graded", 6),
+    Case("network", network, "flagged", 0, r"uses exec"),
+    Case("huge_output", lambda ctx: with_prefix(ctx, "normalize", HUGE_OUTPUT), "graded", 6),
+    Case("malformed_json", truncated_json, "failed", None, r"unreadable notebook"),
+    Case("repaired_json", repairable_json, "graded", 6, r"malformed JSON repaired"),
+    Case("wrong_kernel", kernel_name, "graded", 6, r"kernel 'ir' replaced by 'python3'"),
+    Case("late", perfect, "graded", 6, r"^late by 1 day, 0:00:00$", timestamp="2030-01-02 00:00:00 UTC"),
+]
+DUEDATE = "2030-01-01 00:00:00 UTC"
+
+
+def write_catalog(ctx: Context, submitted: Path, cases=CASES) -> None:
+    """Write every case's submission under ``submitted/STUDENT/ASSIGNMENT/``."""
+    for case in cases:
+        target = submitted / case.student / ASSIGNMENT
+        target.mkdir(parents=True, exist_ok=True)
+        content = case.build(ctx)
+        with warnings.catch_warnings():  # keep duplicated cells' ids as they are
+            warnings.simplefilter("ignore")
+            text = content if isinstance(content, str) else nbformat.writes(content)
+        (target / f"{ASSIGNMENT}.ipynb").write_text(text)
+        (target / "timestamp.txt").write_text(case.timestamp or "2029-12-31 12:00:00 UTC")
+
+
+def messages(report: dict) -> list[str]:
+    return [m for m in [report.get("failure")] + report["problems"] + report["review"] + report["notes"] if m]
+
+
+def matches(pattern: str, report: dict) -> bool:
+    return not pattern or any(re.search(pattern, m) for m in messages(report))
