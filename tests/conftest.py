@@ -14,7 +14,7 @@ from helpers.utils import set_seed
 ROOT = Path(__file__).resolve().parent.parent
 CIFAR_SUBSET = Path(os.environ.get("PRACTICUM_CIFAR_SUBSET", ROOT.parent / "shared" / "data" / "cifar10-subset"))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)  # the course models are small: a second thread mostly adds contention
 
 
 class LinearClassifier(nn.Module):
