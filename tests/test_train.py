@@ -60,28 +60,12 @@ def test_guard_detects_a_collapse_and_restores_the_best_weights(mnist_test):
 def test_standard_training_learns(mnist_train, mnist_test):
     set_seed(0)
     model = MnistCNN(width=8, rep_dim=32)
-    x, y = mnist_train[0][:1000], mnist_train[1][:1000]
-    history = train(model, x, y, TrainConfig(epochs=3, batch_size=64), x_val=mnist_test[0][:500],
+    x, y = mnist_train[0][:2000], mnist_train[1][:2000]
+    history = train(model, x, y, TrainConfig(epochs=4, batch_size=32), x_val=mnist_test[0][:500],
                     y_val=mnist_test[1][:500], progress=False)
-    assert [r["epoch"] for r in history.epochs] == [1, 2, 3]
+    assert [r["epoch"] for r in history.epochs] == [1, 2, 3, 4]
     assert history.epochs[-1]["val_accuracy"] >= 0.8
     assert not model.training
-
-
-@pytest.mark.slow
-def test_fgsm_training_beats_standard_under_attack(mnist_train, mnist_test):
-    x, y = mnist_train[0][:1000], mnist_train[1][:1000]
-    xt, yt = mnist_test[0][:300], mnist_test[1][:300]
-    accs = {}
-    for method in ("standard", "fgsm"):
-        set_seed(0)
-        model = MnistCNN(width=8, rep_dim=32)
-        train(model, x, y, TrainConfig(method=method, eps=0.1 if method == "fgsm" else 0.0, epochs=4,
-                                       batch_size=64), progress=False)
-        set_seed(0)
-        accs[method] = attacks.accuracy(model, xt, yt, attack=lambda m, a, b: attacks.pgd(
-            m, a, b, eps=0.1, alpha=0.01, steps=20))
-    assert accs["fgsm"] > accs["standard"] + 0.2, accs
 
 
 def test_cli_trains_a_tiny_model_end_to_end(tmp_path):
