@@ -61,14 +61,15 @@ def test_setup_cell_installs_the_course_from_a_local_path_in_a_fresh_environment
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    assert subprocess.run([python, "-c", "import helpers"], capture_output=True).returncode != 0
-    code = "\n".join(line for line in setup_source(SOLUTIONS[0]).splitlines() if not line.startswith("%"))
-    code += "\nmodel = load_pretrained('mnist_standard', device='cpu')\nprint('installed', helpers.__file__)\n"
     workdir = tmp_path / "colab"
     workdir.mkdir()
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("PYTHON", "VIRTUAL_ENV", "PRACTICUM_"))}
     environment.update(PRACTICUM_COURSE_SOURCE=str(ROOT), MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    assert subprocess.run([python, "-c", "import helpers"], cwd=workdir, env=environment,
+                          capture_output=True).returncode != 0, "the fresh environment already has helpers"
+    code = "\n".join(line for line in setup_source(SOLUTIONS[0]).splitlines() if not line.startswith("%"))
+    code += "\nimport helpers\nmodel = load_pretrained('mnist_standard', device='cpu')\nprint('installed', helpers.__file__)\n"
     result = subprocess.run([python, "-c", code], cwd=workdir, env=environment, capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
