@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("PRACTICUM_VENV", ROOT / ".venv")).resolve()
 EXTRAS = ("course", "dev")
 STAMP = VENV / ".practicum-install"
-SYSTEM_PACKAGES = {"bwrap": "bubblewrap"}  # command -> Debian package, needed by the tests
+# command -> Debian package, needed by the tests: the grading sandbox, the browser test's browser
+SYSTEM_PACKAGES = {"bwrap": "bubblewrap", "chromium": "chromium"}
 # JupyterLab settings that every student gets: no "fetch news?" pop-up.
 LAB_OVERRIDES = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
 
@@ -71,8 +72,8 @@ def ensure_env() -> Path:
 
 
 def ensure_system_packages() -> None:
-    """Debian packages the tests use (bubblewrap: the grading sandbox), installed when missing
-    and possible (root with apt-get); otherwise say what is missing."""
+    """Debian packages the tests use (``SYSTEM_PACKAGES``), installed when missing and possible
+    (root with apt-get); otherwise say what is missing."""
     missing = [package for command, package in SYSTEM_PACKAGES.items() if shutil.which(command) is None]
     if not missing:
         return
@@ -80,7 +81,7 @@ def ensure_system_packages() -> None:
         run("apt-get", "update", "-qq")
         run("apt-get", "install", "-y", "-qq", *missing, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     else:
-        print(f"note: install {' '.join(missing)} (Debian/Ubuntu package names) for the grading-sandbox tests")
+        print(f"note: install {' '.join(missing)} (Debian/Ubuntu package names): the tests that need them skip")
 
 
 def jupyter_env() -> dict[str, str]:
@@ -91,10 +92,17 @@ def jupyter_env() -> dict[str, str]:
     return env
 
 
+def course_command(python: Path, args: list[str]) -> list[str]:
+    """The ``jupyter lab`` command that ``course`` runs (in ``ROOT``, with ``jupyter_env()``):
+    the repository is the server's root, exercises/ opens first (as root, e.g. in a container,
+    Jupyter needs ``--allow-root``)."""
+    as_root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in args else []
+    return [str(python), "-m", "jupyter", "lab", f"--ServerApp.root_dir={ROOT}",
+            "--LabApp.default_url=/lab/tree/exercises", *as_root, *args]
+
+
 def course(args: list[str]) -> int:
-    python = ensure_env()
-    cmd = [str(python), "-m", "jupyter", "lab", f"--ServerApp.root_dir={ROOT}",
-           "--LabApp.default_url=/lab/tree/exercises", *args]
+    cmd = course_command(ensure_env(), args)
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=ROOT, env=jupyter_env())
 
