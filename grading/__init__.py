@@ -3,6 +3,8 @@
 Modules:
 
 - ``grading.workflow``  the instructor's steps on nbgrader's Python API (``python -m grading``);
+- ``grading.parallel``  autograding many submissions at once (process pool or Dask), same grades;
+- ``grading.gradebook`` a submission's automatic results in the gradebook, as data;
 - ``grading.config``    the nbgrader configuration that ``nbgrader_config.py`` applies;
 - ``grading.sandbox``   autograde's kernels in bubblewrap with limits (``launcher.py`` starts them);
 - ``grading.sanitize``  repairing submissions' JSON and restoring their graded structure;

@@ -3,7 +3,8 @@
     release ASSIGNMENT [--duedate ISO]     exercises/ from solutions/, assignment in the gradebook
     collect ASSIGNMENT ZIP_OR_DIRECTORY    students' notebooks into submitted/ (nbgrader zip_collect)
     preflight ASSIGNMENT                   grade solutions, blank and tampered copies; must be right
-    autograde ASSIGNMENT [--student ID]..  preflight, then grade every submission in the sandbox
+    autograde ASSIGNMENT [--student ID]..  preflight, then grade every submission in the sandbox,
+        [--workers N] [--scheduler S]      N at a time (default one per CPU), on Dask with --scheduler
     feedback ASSIGNMENT [--student ID]..   HTML feedback in feedback/, without hidden tests
     export [--to grades.csv]               grades with each submission's status and message
     validate NOTEBOOK...                   run a notebook's tests (trusted notebooks, no sandbox)
@@ -21,6 +22,7 @@ import re
 import sys
 import warnings
 
+from .parallel import autograde_in_parallel
 from .sandbox import ALLOW_UNSANDBOXED_ENV, SandboxUnavailable
 from .workflow import Course, StepFailed
 
@@ -44,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
                              help="grade without the sandbox (trusted notebooks only)")
     commands.choices["autograde"].add_argument("--student", action="append", help="only this student (repeatable)")
     commands.choices["autograde"].add_argument("--skip-preflight", action="store_true")
+    commands.choices["autograde"].add_argument(
+        "--workers", type=_positive, default=os.cpu_count() or 1,
+        help="submissions graded at once (default: one per CPU, %(default)s here; 1: one by one)")
+    commands.choices["autograde"].add_argument(
+        "--scheduler", metavar="local|ADDRESS",
+        help="grade on Dask: a LocalCluster of --workers processes, or the scheduler at ADDRESS")
     feedback = commands.add_parser("feedback", help="generate feedback without hidden tests")
     feedback.add_argument("assignment")
     feedback.add_argument("--student", action="append")
@@ -53,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="run a notebook's tests; exit 1 if any fails")
     validate.add_argument("notebooks", nargs="+")
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _print_report(report: dict) -> None:
@@ -86,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             if args.command == "preflight":
                 return 0
-        reports = course.autograde(args.assignment, args.student, on_report=_print_report)
+        if args.workers == 1 and not args.scheduler:
+            reports = course.autograde(args.assignment, args.student, on_report=_print_report)
+        else:
+            reports = autograde_in_parallel(course, args.assignment, args.student, on_report=_print_report,
+                                            workers=args.workers, scheduler=args.scheduler)
         failed = [r["student"] for r in reports if r["status"] == "failed"]
         flagged = [r["student"] for r in reports if r["status"] == "flagged"]
         print(f"autograded {len(reports)}: {len(reports) - len(failed) - len(flagged)} graded, "
@@ -117,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("traitlets").addHandler(logging.NullHandler())
         logging.getLogger("traitlets").propagate = False
+        logging.getLogger("distributed").propagate = False  # Dask's own handler shows its warnings
         warnings.filterwarnings("ignore", module="nbgrader")  # SQLAlchemy session notices from nbgrader
     try:
         return run(args)

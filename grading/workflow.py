@@ -23,11 +23,12 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import IgnorePattern
 from nbgrader.utils import capture_log
 from nbgrader.validator import Validator
-from traitlets.config import Config, PyFileConfigLoader
+from traitlets.config import Config, LazyConfigValue, PyFileConfigLoader
 
 from .audit import audit
 from .export import StatusCsvExportPlugin
 from .feedback import leaked_lines, strip_hidden
+from .gradebook import reset_automatic_results
 from .paths import release_notebook_path, report_path
 from .report import grade_submission, read_report
 from .sandbox import SandboxedExecute, grading_package_root
@@ -117,10 +118,45 @@ def preflight_verdict(notebook: str, points: dict[str, float],
     return problems, f"{notebook}: {summary}"
 
 
+def scratch_config(config: Config, scratch: str, *, gradebook: bool = True, hidden: list[str] = ()) -> Config:
+    """``config`` grading into the directory ``scratch``: its submitted, autograded and feedback
+    directories there and, with ``gradebook``, the gradebook ``scratch/gradebook.db`` (the caller
+    puts it there); the kernels are kept from seeing ``hidden`` too."""
+    config = copy.deepcopy(config)
+    for step in ("submitted", "autograded", "feedback"):
+        setattr(config.CourseDirectory, f"{step}_directory", os.path.join(scratch, step))
+    if gradebook:
+        config.CourseDirectory.db_url = f"sqlite:///{os.path.join(scratch, 'gradebook.db')}"
+    if hidden:
+        already = config.SandboxedExecute.get("hidden_paths", [])
+        if isinstance(already, LazyConfigValue):
+            already = already.get_value([])
+        config.SandboxedExecute.hidden_paths = [*already, *hidden]
+    return config
+
+
 @dataclass
 class PreflightResult:
     ok: bool
     lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Attempt:
+    """One autograde run of one submission, whose report is not written yet (:meth:`Course.record`).
+
+    ``notes`` are informational, ``problems`` and ``review`` flag the submission, ``failure``
+    says why it was not graded; ``seconds`` is how long grading took; ``originals`` holds the
+    bytes of each notebook (by file name) as submitted, before its JSON was repaired."""
+
+    student: str
+    succeeded: bool
+    failure: str | None = None
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    originals: dict[str, bytes] = field(default_factory=dict)
 
 
 class Course:
@@ -222,11 +258,8 @@ class Course:
                 problems.append(f"{nb}: {len(failed)} test cell(s) fail on the solutions even outside the sandbox")
         with tempfile.TemporaryDirectory(prefix="grading-preflight-") as scratch:
             os.chmod(scratch, 0o711)  # a sandbox's unprivileged user must reach its submission inside
-            config = copy.deepcopy(self.config)
-            for step in ("submitted", "autograded", "feedback"):
-                setattr(config.CourseDirectory, f"{step}_directory", os.path.join(scratch, step))
+            config = scratch_config(self.config, scratch)
             shutil.copy(db, os.path.join(scratch, "gradebook.db"))
-            config.CourseDirectory.db_url = f"sqlite:///{os.path.join(scratch, 'gradebook.db')}"
             api = NbGraderAPI(config=config)
             for student, notebooks in copies.items():
                 target = api.coursedir.format_path(api.coursedir.submitted_directory, student, assignment)
@@ -250,12 +283,13 @@ class Course:
         return SandboxedExecute(config=self.config).use_sandbox()
 
     def autograde(self, assignment: str, students: list[str] | None = None, on_report=None) -> list[dict]:
-        """Autograde each submission (all submitted ones by default); the reports, in order.
+        """Autograde each submission (all submitted ones by default), one by one; the reports, in
+        order. (:func:`grading.parallel.autograde_in_parallel` gives the same, several at a time.)
 
         ``on_report(report)`` is called after each submission (progress output)."""
         self.check_sandbox()
         reports = []
-        for student in students or self.submitted_students(assignment):
+        for student in dict.fromkeys(students or self.submitted_students(assignment)):
             reports.append(self.autograde_one(assignment, student))
             if on_report:
                 on_report(reports[-1])
@@ -263,39 +297,64 @@ class Course:
 
     def autograde_one(self, assignment: str, student: str) -> dict:
         """Repair, audit and autograde one submission, and store its report."""
+        return self.record(assignment, self.grade(assignment, student))
+
+    def forget_grading(self, assignment: str, student: str) -> None:
+        """Remove what an earlier autograde left of a submission: its autograded notebooks and
+        the automatic scores, comments and late penalties in the gradebook (grader's are kept)."""
+        shutil.rmtree(self._directory(self.coursedir.autograded_directory, student, assignment), ignore_errors=True)
+        with self.api.gradebook as gb:
+            reset_automatic_results(gb, assignment, student)
+
+    def grade(self, assignment: str, student: str) -> Attempt:
+        """Repair, audit and autograde one submission (into the gradebook and the autograded
+        directory); its report is left to :meth:`record`. An earlier grading of the submission is
+        forgotten first, so that a run that fails leaves no grade behind."""
         start = time.monotonic()
+        self.forget_grading(assignment, student)
         directory = self._directory(self.coursedir.submitted_directory, student, assignment)
-        notes, review = [], []
+        attempt = Attempt(student, succeeded=False)
         for path in sorted(glob.glob(os.path.join(directory, "*.ipynb"))):
             name = os.path.splitext(os.path.basename(path))[0]
             try:
                 nb, repairs = read_submission(path)
             except UnreadableNotebook as error:
-                with self.api.gradebook as gb:  # so that the export lists the student, as failed
-                    gb.update_or_create_student(student)
-                return grade_submission(self.coursedir, assignment, student, succeeded=False,
-                                        failure=f"unreadable notebook: {error}",
-                                        seconds=round(time.monotonic() - start, 1))
+                attempt.failure = f"unreadable notebook: {error}"
+                attempt.seconds = round(time.monotonic() - start, 1)
+                return attempt
             if repairs:
-                backup = os.path.join(os.path.dirname(report_path(self.coursedir, assignment, student)),
-                                      student, os.path.basename(path) + ".original")
-                os.makedirs(os.path.dirname(backup), exist_ok=True)
-                shutil.copy(path, backup)
+                with open(path, "rb") as f:
+                    attempt.originals[os.path.basename(path)] = f.read()
                 nbformat.write(nb, path)
-                notes += repairs
+                attempt.notes += repairs
             release = release_notebook_path(self.coursedir, assignment, name)
             if os.path.exists(release):
-                review += audit(nb, nbformat.read(release, as_version=4))
+                attempt.review += audit(nb, nbformat.read(release, as_version=4))
         result = self.api.autograde(assignment, student, force=True, create=True)
-        problems = []
         for line in result.get("log", "").splitlines():
             if LOG_PREFIX in line:
                 note = line.split(LOG_PREFIX, 1)[1]
-                (problems if any(t in note for t in TAMPER_NOTES) else notes).append(note)
-        return grade_submission(self.coursedir, assignment, student, succeeded=result["success"],
-                                failure=None if result["success"] else _failure_from_log(result),
-                                notes=notes, problems=problems, review=review,
-                                seconds=round(time.monotonic() - start, 1))
+                (attempt.problems if any(t in note for t in TAMPER_NOTES) else attempt.notes).append(note)
+        attempt.succeeded = result["success"]
+        attempt.failure = None if result["success"] else _failure_from_log(result)
+        attempt.seconds = round(time.monotonic() - start, 1)
+        return attempt
+
+    def record(self, assignment: str, attempt: Attempt) -> dict:
+        """Store the report of ``attempt`` (and the originals of repaired notebooks next to it),
+        from what the gradebook and the autograded directory now hold; the report."""
+        backups = os.path.join(os.path.dirname(report_path(self.coursedir, assignment, attempt.student)),
+                               attempt.student)
+        for name, original in attempt.originals.items():
+            os.makedirs(backups, exist_ok=True)
+            with open(os.path.join(backups, name + ".original"), "wb") as f:
+                f.write(original)
+        if not attempt.succeeded:
+            with self.api.gradebook as gb:  # so that the export lists the student, as failed
+                gb.update_or_create_student(attempt.student)
+        return grade_submission(self.coursedir, assignment, attempt.student, succeeded=attempt.succeeded,
+                                failure=attempt.failure, notes=attempt.notes, problems=attempt.problems,
+                                review=attempt.review, seconds=attempt.seconds)
 
     # -- feedback ------------------------------------------------------------------------------
     def feedback(self, assignment: str, students: list[str] | None = None) -> list[str]:
