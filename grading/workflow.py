@@ -237,7 +237,8 @@ class Course:
         """Grade the solutions (full marks expected), the blank exercise (no test may pass) and a
         tampered solution (tests emptied, points inflated, a test cell deleted: full marks and the
         original maximum expected) exactly as students will be graded, in a scratch copy of the
-        gradebook; also validate the solutions outside the sandbox to tell code from environment."""
+        gradebook. Where the solution loses points, it is also validated outside the sandbox, to
+        tell broken code (fails there too) from a grading environment that breaks it."""
         names = self.notebook_names(assignment)
         db = self.coursedir.db_url.removeprefix("sqlite:///")
         if not names:
@@ -249,13 +250,7 @@ class Course:
         releases = {nb: nbformat.read(release_notebook_path(self.coursedir, assignment, nb), 4) for nb in names}
         copies = {"preflight-solution": solutions, "preflight-blank": releases,
                   "preflight-tampered": {nb: _tampered(solution) for nb, solution in solutions.items()}}
-        problems, summaries = [], []
-        validator = self.validator()
-        validator.ignore_checksums = True
-        for nb in names:
-            failed = validator.validate(os.path.join(source_dir, nb + ".ipynb")).get("failed", [])
-            if failed:
-                problems.append(f"{nb}: {len(failed)} test cell(s) fail on the solutions even outside the sandbox")
+        problems, summaries, short = [], [], []
         with tempfile.TemporaryDirectory(prefix="grading-preflight-") as scratch:
             os.chmod(scratch, 0o711)  # a sandbox's unprivileged user must reach its submission inside
             config = scratch_config(self.config, scratch)
@@ -275,6 +270,16 @@ class Course:
                     wrong, summary = preflight_verdict(nb, cell_points(solutions[nb]), scores)
                     problems += wrong
                     summaries.append(summary)
+                    if any(line.startswith(f"{nb}/") and "the solution scores" in line for line in wrong):
+                        short.append(nb)
+        if short:
+            validator = self.validator()
+            validator.ignore_checksums = True
+        for nb in short:
+            failed = validator.validate(os.path.join(source_dir, nb + ".ipynb")).get("failed", [])
+            problems.append(f"{nb}: outside the sandbox the solution " + (
+                f"fails {len(failed)} test cell(s) too: the code or the course's environment is broken" if failed
+                else "passes: the grading environment (sandbox, limits, missing packages) breaks it"))
         return PreflightResult(not problems, problems + summaries)
 
     # -- autograde -----------------------------------------------------------------------------

@@ -97,15 +97,25 @@ def test_grading_refuses_to_run_without_the_sandbox():
         shutil.rmtree(course, ignore_errors=True)
 
 
-def test_preflight_refuses_solutions_that_would_not_get_full_marks():
+CLIP = "return np.clip(np.clip(x, x0 - eps, x0 + eps), 0.0, 1.0)"
+
+
+@pytest.mark.parametrize("edit, diagnosis", [
+    (lambda course: "return np.clip(x, x0 - eps, x0 + eps)",
+     "fails 1 test cell(s) too: the code or the course's environment is broken"),
+    (lambda course: f"open({str(course / 'solutions' / ASSIGNMENT / f'{ASSIGNMENT}.ipynb')!r}).close()  # private\n"
+                    f"    {CLIP}",
+     "passes: the grading environment (sandbox, limits, missing packages) breaks it"),
+], ids=["broken code", "broken environment"])
+def test_preflight_refuses_solutions_that_would_not_get_full_marks(edit, diagnosis):
     requires_sandbox()
     course = make_course()
     try:
         source = course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         nb = nbformat.read(source, 4)
+        assert sum(CLIP in cell.source for cell in nb.cells) == 1
         for cell in nb.cells:
-            cell.source = cell.source.replace("return np.clip(np.clip(x, x0 - eps, x0 + eps), 0.0, 1.0)",
-                                              "return np.clip(x, x0 - eps, x0 + eps)")
+            cell.source = cell.source.replace(CLIP, edit(course))
         nbformat.write(nb, source)
         assert grading(course, "release", ASSIGNMENT).returncode == 0
         submit(course)
@@ -113,7 +123,7 @@ def test_preflight_refuses_solutions_that_would_not_get_full_marks():
         assert result.returncode == 1
         assert "preflight FAILED" in result.stderr
         assert "grading_demo/test_project: the solution scores 0.0 of 3.0" in result.stdout
-        assert "test cell(s) fail on the solutions even outside the sandbox" in result.stdout
+        assert f"{ASSIGNMENT}: outside the sandbox the solution {diagnosis}" in result.stdout
         assert not (course / "autograded").exists()
     finally:
         shutil.rmtree(course, ignore_errors=True)
