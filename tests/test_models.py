@@ -124,3 +124,14 @@ def test_cifar_resnet_blocks_and_width():
     model = CifarResNet(width=8, blocks=2)
     assert model.head.in_features == 32
     assert model(torch.rand(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CIFAR_SUBSET.is_dir(), reason="the shared CIFAR-10 subset is not beside the repo")
+def test_cifar10_l2_robust_model_is_robust_where_the_standard_one_is_not():
+    x, y = (t[:300] for t in load_dataset("cifar10", "test", root=CIFAR_SUBSET))
+    robust = load_pretrained("cifar10_l2_robust", device="cpu")
+    standard = load_pretrained("cifar10_standard", device="cpu")
+    robust_acc = robust_accuracy(robust, x, y, norm="l2", eps=0.25, alpha=0.0625, steps=10)
+    standard_acc = robust_accuracy(standard, x, y, norm="l2", eps=0.25, alpha=0.0625, steps=10)
+    assert robust_acc >= 0.40 and robust_acc > standard_acc + 0.15, (robust_acc, standard_acc)
