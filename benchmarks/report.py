@@ -109,6 +109,7 @@ class Sizes:
     training_eps: float
     training_images: int | None  # training and test digits (None: all 4,000 and 1,000)
     grading_submissions: int  # 0: not run (quick mode: nbgrader and sandboxed kernels take a minute)
+    grading_copies: int  # copies of a course notebook's solution graded too (0: none)
     notebooks: tuple[str, ...]  # paths relative to the repository
     notebook_environment: tuple[tuple[str, str], ...]  # parameters set for the notebooks' kernels
     scale_images: tuple[int, ...]
@@ -124,7 +125,8 @@ FULL = Sizes(curve_images=200, curve_steps=20, curve_eps=(0.0, 0.05, 0.1, 0.2, 0
              saliency_images=32, noise_levels=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5),
              sample_counts=(1, 2, 5, 10, 20, 50, 100),
              pgd_batch=128, pgd_steps=20, repeats=3, smoothgrad_images=32, smoothgrad_samples=50,
-             training_epochs=10, recipe_epochs=None, training_eps=0.3, training_images=None, grading_submissions=8,
+             training_epochs=10, recipe_epochs=None, training_eps=0.3, training_images=None,
+             grading_submissions=8, grading_copies=4,
              notebooks=NOTEBOOKS, notebook_environment=(),
              scale_images=(64, 256, 1024), scale_steps=(5, 10, 20, 40), scale_widths=(8, 16, 32, 64))
 QUICK = Sizes(curve_images=24, curve_steps=3, curve_eps=(0.0, 0.1, 0.3),
@@ -134,7 +136,8 @@ QUICK = Sizes(curve_images=24, curve_steps=3, curve_eps=(0.0, 0.1, 0.3),
               pets_images=32, pets_steps=2, pets_epochs=1,
               saliency_images=4, noise_levels=(0.0, 0.15, 0.3), sample_counts=(1, 4, 8),
               pgd_batch=16, pgd_steps=3, repeats=1, smoothgrad_images=4, smoothgrad_samples=8,
-              training_epochs=1, recipe_epochs=1, training_eps=0.3, training_images=64, grading_submissions=0,
+              training_epochs=1, recipe_epochs=1, training_eps=0.3, training_images=64,
+              grading_submissions=0, grading_copies=0,
               notebooks=(TEST_NOTEBOOK,), notebook_environment=(),
               scale_images=(8, 16, 32), scale_steps=(1, 2, 4), scale_widths=(4, 8, 16))
 
@@ -359,26 +362,39 @@ def notebook_times(sizes: Sizes) -> list[dict]:
     return records
 
 
+GRADING_TITLE = re.compile(r"^(?P<workload>.+): (?P<count>\d+) submissions, ")
 GRADING_ROW = re.compile(r"^(?P<mode>\S.*?)\s+(?P<seconds>\d+\.\d)\s+(?P<per_minute>\d+\.\d)\s+(?P<speedup>\d+\.\d+)×$")
 
 
+GRADING_NOTEBOOK = "01_gradient_saliency"  # the course notebook graded in the full report
+
+
 def grading_throughput(sizes: Sizes) -> dict | None:
-    """``benchmarks/bench_grading.py`` on the test assignment (one by one against two workers),
-    run as its own command; None when that benchmark is not in the tree or ``sizes`` skips it."""
-    script = ROOT / "benchmarks" / "bench_grading.py"
-    if not script.exists() or sizes.grading_submissions == 0:
+    """``benchmarks/bench_grading.py`` (one by one against two workers) on the test assignment
+    and, with ``sizes.grading_copies``, on copies of ``GRADING_NOTEBOOK``'s solution, run as its
+    own command; None when ``sizes`` skips it."""
+    if sizes.grading_submissions == 0:
         return None
-    command = [sys.executable, str(script), "--submissions", str(sizes.grading_submissions)]
+    options = ["--submissions", str(sizes.grading_submissions)]
+    if sizes.grading_copies:
+        options += ["--notebook", GRADING_NOTEBOOK, "--copies", str(sizes.grading_copies)]
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_grading.py"), *options]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    rows = [m.groupdict() for m in map(GRADING_ROW.match, result.stdout.splitlines()) if m]
+    rows, workload = [], None
+    for line in result.stdout.splitlines():
+        title = GRADING_TITLE.match(line)
+        if title:
+            workload = title["workload"]
+        elif (row := GRADING_ROW.match(line)) and workload:
+            rows.append({"workload": workload, "mode": row["mode"], "seconds": float(row["seconds"]),
+                         "per_minute": float(row["per_minute"]), "speedup": float(row["speedup"])})
     if result.returncode != 0 or len(rows) < 2:
         raise RuntimeError(f"{' '.join(command)} failed or printed no table (exit {result.returncode}):\n"
                            f"{result.stdout}\n{result.stderr}")
-    return {"command": f"python benchmarks/bench_grading.py --submissions {sizes.grading_submissions}",
-            "submissions": sizes.grading_submissions, "identical_grades": "identical in all modes" in result.stdout,
-            "modes": [{"mode": r["mode"], "seconds": float(r["seconds"]), "per_minute": float(r["per_minute"]),
-                       "speedup": float(r["speedup"])} for r in rows]}
+    identical = result.stdout.count("identical in all modes") == len({r["workload"] for r in rows})
+    return {"command": "python benchmarks/bench_grading.py " + " ".join(options),
+            "identical_grades": identical, "modes": rows}
 
 
 # --- scale ------------------------------------------------------------------------------------------------------
@@ -774,21 +790,22 @@ def training_lines(training: dict) -> list[str]:
 
 
 def grading_lines(grading: dict | None, sizes: Sizes) -> list[str]:
-    if grading is None and sizes.grading_submissions == 0:
+    if grading is None:
         return ["Not run in quick mode (it starts nbgrader and sandboxed kernels: about a minute even for one "
                 "submission); the full report runs `python benchmarks/bench_grading.py --submissions "
-                f"{FULL.grading_submissions}`.", ""]
-    if grading is None:
-        return ["Pending: `benchmarks/bench_grading.py` is not in the tree yet; once it is, this section is "
-                "produced by `python benchmarks/report.py` (or alone: `python benchmarks/bench_grading.py`).", ""]
+                f"{FULL.grading_submissions} --notebook {GRADING_NOTEBOOK} --copies {FULL.grading_copies}`.", ""]
     return [
-        f"`{grading['command']}`: the test assignment's submissions graded with `python -m grading autograde`, "
+        f"`{grading['command']}`: the submissions graded with `python -m grading autograde` (sandboxed kernels), "
         f"wall clock including the command's start-up; grades and statuses "
         f"{'identical' if grading['identical_grades'] else '**not** identical'} in every mode.",
         "",
-        table(("mode", "seconds", "submissions / min", "speed-up"),
-              [(r["mode"], f"{r['seconds']:.1f}", f"{r['per_minute']:.1f}", f"{r['speedup']:.2f}×")
+        table(("submissions", "mode", "seconds", "submissions / min", "speed-up"),
+              [(r["workload"], r["mode"], f"{r['seconds']:.1f}", f"{r['per_minute']:.1f}", f"{r['speedup']:.2f}×")
                for r in grading["modes"]]),
+        "",
+        "A tiny assignment's submissions take about a second each, so start-up (one import of nbgrader in "
+        "a fork server) weighs on the pool; a course notebook's take tens of seconds, where two workers on "
+        "two cores pay off (less so while other jobs share the cores).",
         "",
     ]
 
