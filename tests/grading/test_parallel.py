@@ -18,7 +18,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from catalog import ASSIGNMENT, CASES, SOURCE, Context, write_catalog
-from course_tools import grading, released_course, requires_sandbox
+from course_tools import grading, read_csv, released_course, requires_sandbox
 from grading.sandbox import SandboxKernelManager
 
 pytestmark = pytest.mark.slow
@@ -196,3 +196,40 @@ def test_regrading_in_parallel_leaves_no_stale_grades(pooled, one_by_one):
     assert {path: after["autograded"][path] for path in untouched} == untouched
     assert after["returncode"] == 1
     assert after["summary"] == "autograded 2: 1 graded, 0 flagged for review, 1 FAILED (not graded)"
+
+
+class _DeadWorker:
+    """The future of a grading worker that died (killed, out of memory) before it answered."""
+
+    def result(self):
+        raise RuntimeError("worker process was killed")
+
+
+def test_a_dead_worker_fails_its_submission_and_leaves_no_old_grade(released, monkeypatch):
+    """A worker that dies is reported as a failure of its submission, never as its old grade or
+    a silent 0: the earlier automatic grades and graded notebook are gone, other students keep
+    theirs, and the export lists the submission as failed."""
+    from grading import parallel
+    from grading.workflow import Course
+
+    course = clone(released, "dead")
+    assert grading(course, "autograde", ASSIGNMENT, "--skip-preflight", "--workers", "1").returncode == 1
+    before = gradebook_state(course)
+    assert before["perfect"]["code_score"] == 6
+
+    def dead_pool(jobs, gradebook, workers):
+        for job in jobs:
+            yield job, _DeadWorker()
+
+    monkeypatch.setattr(parallel, "in_process_pool", dead_pool)
+    [result] = parallel.autograde_in_parallel(Course(str(course)), ASSIGNMENT, ["perfect"], workers=2)
+    assert result["status"] == "failed"
+    assert "grading worker failed: RuntimeError: worker process was killed" in result["failure"]
+    after = gradebook_state(course)
+    assert after["perfect"]["code_score"] == 0
+    assert all(grade[0] is None for grade in after["perfect"]["notebooks"][ASSIGNMENT]["grades"].values())
+    assert not (course / "autograded" / "perfect" / ASSIGNMENT).exists()
+    assert {s: after[s] for s in after if s != "perfect"} == {s: before[s] for s in before if s != "perfect"}
+    assert grading(course, "export", "--to", str(course / "grades.csv")).returncode == 0
+    exported = read_csv(course / "grades.csv")
+    assert exported["perfect"]["status"] == "failed", exported["perfect"]
