@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("PRACTICUM_VENV", ROOT / ".venv")).resolve()
 EXTRAS = ("course", "dev")
 STAMP = VENV / ".practicum-install"
-# command -> Debian package, needed by the tests: the grading sandbox, the browser test's browser
-SYSTEM_PACKAGES = {"bwrap": "bubblewrap", "chromium": "chromium"}
+# command -> Debian package, needed by the tests: the grading sandbox, the browser test's browser,
+# a throwaway PostgreSQL server for the gradebook-on-PostgreSQL test
+SYSTEM_PACKAGES = {"bwrap": "bubblewrap", "chromium": "chromium", "pg_ctlcluster": "postgresql"}
 # JupyterLab settings that every student gets: no "fetch news?" pop-up.
 LAB_OVERRIDES = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
 

@@ -33,6 +33,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -95,6 +96,8 @@ def regular_files(directory: str) -> dict[str, bytes] | None:
 def grade_copy(job: Job, gradebook: bytes | None) -> Graded:
     """Grade ``job``'s submission in a scratch directory (run by a worker): with the SQLite
     ``gradebook`` snapshot there, or, when it is None, on the course's own database server."""
+    # As in ``python -m grading``: nbgrader's SQLAlchemy session notices are noise in a worker too.
+    warnings.filterwarnings("ignore", module="nbgrader")
     os.makedirs(job.scratch_base, mode=0o711, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="job-", dir=job.scratch_base) as scratch:
         os.chmod(scratch, 0o711)  # a sandbox's unprivileged user must reach its submission inside

@@ -236,15 +236,16 @@ class Course:
     def preflight(self, assignment: str) -> PreflightResult:
         """Grade the solutions (full marks expected), the blank exercise (no test may pass) and a
         tampered solution (tests emptied, points inflated, a test cell deleted: full marks and the
-        original maximum expected) exactly as students will be graded, in a scratch copy of the
-        gradebook. Where the solution loses points, it is also validated outside the sandbox, to
+        original maximum expected) exactly as students will be graded, in a scratch gradebook
+        (SQLite, whatever the course's ``db_url``) where the assignment is generated afresh from
+        its source, as ``release`` records it. Where the solution loses points, it is also validated outside the sandbox, to
         tell broken code (fails there too) from a grading environment that breaks it."""
         names = self.notebook_names(assignment)
-        db = self.coursedir.db_url.removeprefix("sqlite:///")
         if not names:
             return PreflightResult(False, [f"no notebooks in the source directory of {assignment}"])
-        if not self.coursedir.db_url.startswith("sqlite:///") or not os.path.exists(db):
-            return PreflightResult(False, ["preflight needs the SQLite gradebook that `release` creates"])
+        if not all(os.path.exists(release_notebook_path(self.coursedir, assignment, nb)) for nb in names):
+            return PreflightResult(False, [f"{assignment} is not released: run `python -m grading release "
+                                           f"{assignment}` first"])
         source_dir = self._directory(self.coursedir.source_directory, ".", assignment)
         solutions = {nb: nbformat.read(os.path.join(source_dir, nb + ".ipynb"), 4) for nb in names}
         releases = {nb: nbformat.read(release_notebook_path(self.coursedir, assignment, nb), 4) for nb in names}
@@ -254,8 +255,12 @@ class Course:
         with tempfile.TemporaryDirectory(prefix="grading-preflight-") as scratch:
             os.chmod(scratch, 0o711)  # a sandbox's unprivileged user must reach its submission inside
             config = scratch_config(self.config, scratch)
-            shutil.copy(db, os.path.join(scratch, "gradebook.db"))
+            config.CourseDirectory.release_directory = os.path.join(scratch, "release")  # never exercises/
             api = NbGraderAPI(config=config)
+            generated = api.generate_assignment(assignment, force=True, create=True)
+            if not generated["success"]:
+                return PreflightResult(False, [f"generating {assignment} for the preflight failed: "
+                                               f"{_failure_from_log(generated)}"])
             for student, notebooks in copies.items():
                 target = api.coursedir.format_path(api.coursedir.submitted_directory, student, assignment)
                 os.makedirs(target)
