@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -18,7 +21,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from catalog import ASSIGNMENT, CASES, SOURCE, Context, write_catalog
-from course_tools import grading, read_csv, released_course, requires_sandbox
+from course_tools import ROOT, grading, read_csv, released_course, requires_sandbox
 from grading.sandbox import SandboxKernelManager
 
 pytestmark = pytest.mark.slow
@@ -143,6 +146,38 @@ def test_process_pool_grades_exactly_as_one_by_one(pooled, one_by_one):
 
 def test_dask_local_cluster_grades_exactly_as_one_by_one(released, one_by_one):
     parallel = outcome(clone(released, "dask"), "--scheduler", "local", "--workers", "2")
+    assert_same_grading(parallel, one_by_one)
+
+
+@pytest.fixture
+def dask_scheduler():
+    """A Dask scheduler and two one-thread workers started as an instructor starts them on other
+    machines (``dask scheduler``, ``dask worker ADDRESS --nthreads 1``), here on this one; the
+    scheduler's address."""
+    from distributed import Client
+
+    dask = str(Path(sys.executable).with_name("dask"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        processes.append(subprocess.Popen([dask, "worker", address, "--nworkers", "2", "--nthreads", "1",
+                                           "--no-dashboard"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def test_a_dask_scheduler_at_an_address_grades_exactly_as_one_by_one(released, one_by_one, dask_scheduler):
+    parallel = outcome(clone(released, "remote"), "--scheduler", dask_scheduler)
     assert_same_grading(parallel, one_by_one)
 
 
