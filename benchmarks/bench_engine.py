@@ -109,15 +109,15 @@ def textbook_pgd_training(model, x, y, *, eps, alpha, steps, epochs, batch_size,
     return model.eval()
 
 
-TEXTBOOK = TrainConfig(method="pgd", eps=0.3, steps=7)  # batch 128, lr 0.05: TrainConfig's defaults
+TEXTBOOK_STEPS = 7
 
 
 def bench_training(epochs: int, eps: float, images: int | None = None, recipe_epochs: int | None = None) -> dict:
-    """A textbook PGD-7 loop (:func:`textbook_pgd_training`, batches of 128, ``epochs``
-    epochs) against ``helpers.train``'s default robust recipe (:func:`helpers.train.
-    robust_recipe`; ``recipe_epochs`` overrides its epochs), from the same initial weights
-    on the same digits, at L-inf ``eps``. Both models are then attacked with PGD-40
-    (alpha 0.01) and PGD-100 (alpha 0.03), seeded alike.
+    """A textbook PGD-7 loop (:func:`textbook_pgd_training`, ``epochs`` epochs, with
+    ``TrainConfig``'s default batch size of 128 and learning rate) against ``helpers.train``'s
+    default robust recipe (:func:`helpers.train.robust_recipe`; ``recipe_epochs`` overrides
+    its epochs), from the same initial weights on the same digits, at L-inf ``eps``. Both
+    models are then attacked with PGD-40 (alpha 0.01) and PGD-100 (alpha 0.03), seeded alike.
 
     Prints and returns ``{"epochs", "eps", "train_images", "test_images", "methods"}``, where
     ``methods`` maps each method's name (textbook first) to its ``seconds``, ``epochs``,
@@ -126,26 +126,29 @@ def bench_training(epochs: int, eps: float, images: int | None = None, recipe_ep
     device = best_device()
     x, y = (t[:images] for t in load_dataset("mnist", "train"))
     xt, yt = (t[:images] for t in load_dataset("mnist", "test"))
+    textbook = TrainConfig()
     ours = robust_recipe(eps, **({"epochs": recipe_epochs} if recipe_epochs else {}))
-    names = {"textbook PGD-7": TEXTBOOK, f"helpers.train robust recipe (PGD-{ours.steps})": ours}
+    runs = {  # name -> (epochs, batch size, how to train a model in place)
+        f"textbook PGD-{TEXTBOOK_STEPS}": (epochs, textbook.batch_size, lambda model: textbook_pgd_training(
+            model, x, y, eps=eps, alpha=2.5 * eps / TEXTBOOK_STEPS, steps=TEXTBOOK_STEPS, epochs=epochs,
+            batch_size=textbook.batch_size, lr=textbook.lr)),
+        f"helpers.train robust recipe (PGD-{ours.steps})": (ours.epochs, ours.batch_size,
+                                                            lambda model: train(model, x, y, ours, progress=False)),
+    }
     results = {}
-    for name, config in names.items():
+    for name, (run_epochs, batch_size, fit) in runs.items():
         set_seed(0)
         model = build_model("mnist_cnn").to(device)
         start = time.perf_counter()
-        if config is TEXTBOOK:
-            textbook_pgd_training(model, x, y, eps=eps, alpha=2.5 * eps / TEXTBOOK.steps, steps=TEXTBOOK.steps,
-                                  epochs=epochs, batch_size=TEXTBOOK.batch_size, lr=TEXTBOOK.lr)
-        else:
-            train(model, x, y, config, progress=False)
+        fit(model)
         elapsed = time.perf_counter() - start
         robust = {}
         for key, alpha, steps in (("pgd40", 0.01, 40), ("pgd100", 0.03, 100)):
             set_seed(0)
             robust[key] = attacks.accuracy(model, xt, yt, batch_size=500, attack=functools.partial(
                 attacks.pgd, eps=eps, alpha=alpha, steps=steps))
-        results[name] = {"seconds": elapsed, "epochs": epochs if config is TEXTBOOK else config.epochs,
-                         "batch_size": config.batch_size, "clean": attacks.accuracy(model, xt, yt), **robust}
+        results[name] = {"seconds": elapsed, "epochs": run_epochs, "batch_size": batch_size,
+                         "clean": attacks.accuracy(model, xt, yt), **robust}
         print(f"  {name:38s} {elapsed:7.1f} s   clean {results[name]['clean']:.3f}   PGD-40 {robust['pgd40']:.3f}"
               f"   PGD-100 (alpha 0.03) {robust['pgd100']:.3f}", flush=True)
     ref, mine = results.values()

@@ -9,7 +9,6 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from helpers import attacks
 from helpers.models import MnistCNN, load_pretrained
 from helpers.train import (GUARD_DROP, History, TrainConfig, _Guard, augment_batch, one_cycle, robust_recipe,
                            train)
