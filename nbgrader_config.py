@@ -4,6 +4,7 @@ Every nbgrader command run here (``nbgrader autograde``, the formgrader, and
 ``python -m grading ...``) grades with the rules in ``grading/config.py``: solutions/
 is the source, exercises/ the release, and students' code runs in the sandbox.
 """
+
 import os
 import sys
 

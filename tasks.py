@@ -11,6 +11,7 @@ extras, and skip the install when ``pyproject.toml`` has not changed since the
 last one. ``python3 tasks.py env`` only sets up; ``python3 tasks.py
 environment-yml`` rewrites ``environment.yml`` from ``pyproject.toml``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,7 +54,7 @@ def run(*cmd: str | os.PathLike, **kwargs) -> None:
 
 def ensure_env() -> Path:
     """Create or update the virtual environment; return its Python."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (tasks.py may be started by an older python3)
         sys.exit(f"Python >= 3.11 is needed; this is {sys.version.split()[0]}.")
     python = venv_python()
     if not python.exists():
@@ -98,8 +99,16 @@ def course_command(python: Path, args: list[str]) -> list[str]:
     the repository is the server's root, exercises/ opens first (as root, e.g. in a container,
     Jupyter needs ``--allow-root``)."""
     as_root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in args else []
-    return [str(python), "-m", "jupyter", "lab", f"--ServerApp.root_dir={ROOT}",
-            "--LabApp.default_url=/lab/tree/exercises", *as_root, *args]
+    return [
+        str(python),
+        "-m",
+        "jupyter",
+        "lab",
+        f"--ServerApp.root_dir={ROOT}",
+        "--LabApp.default_url=/lab/tree/exercises",
+        *as_root,
+        *args,
+    ]
 
 
 def course(args: list[str]) -> int:

@@ -8,6 +8,7 @@ one run (absolute times on shared machines mean little).
 
 Runs on CUDA when available (``PRACTICUM_DEVICE=cpu`` forces the CPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,19 +67,28 @@ def bench_pgd(batch: int, steps: int, repeats: int) -> dict:
         torch.autograd.grad(F.cross_entropy(model(xr), y, reduction="none").sum(), xr)
 
     settings = {"linf": dict(eps=0.3, alpha=0.01), "l2": dict(eps=2.0, alpha=0.1)}
-    reference = {"linf": torchattacks.PGD(model, steps=steps, random_start=True, **settings["linf"]),
-                 "l2": torchattacks.PGDL2(model, steps=steps, random_start=True, **settings["l2"])}
+    reference = {
+        "linf": torchattacks.PGD(model, steps=steps, random_start=True, **settings["linf"]),
+        "l2": torchattacks.PGDL2(model, steps=steps, random_start=True, **settings["l2"]),
+    }
     print(f"PGD-{steps}, batch {batch}, mnist_standard on {device}; median of {repeats} interleaved runs")
     results = {"device": str(device), "batch": batch, "steps": steps, "repeats": repeats}
     for norm in ("linf", "l2"):
         ours = functools.partial(attacks.pgd, model, x, y, steps=steps, norm=norm, **settings[norm])
-        times = interleaved({"ours": ours, "torchattacks": lambda: reference[norm](x, y),
-                             "fwd+bwd": forward_backward}, repeats=repeats)
-        results[norm] = {**times, "ratio": times["ours"] / times["torchattacks"],
-                         "step_over_pass": times["ours"] / steps / times["fwd+bwd"]}
-        print(f"  {norm:4s}  ours {times['ours']:.3f} s   torchattacks {times['torchattacks']:.3f} s   "
-              f"ratio {results[norm]['ratio']:.2f}x (goal <= 1.0)   per step / fwd+bwd "
-              f"{results[norm]['step_over_pass']:.2f}x (goal <= 1.10)")
+        times = interleaved(
+            {"ours": ours, "torchattacks": functools.partial(reference[norm], x, y), "fwd+bwd": forward_backward},
+            repeats=repeats,
+        )
+        results[norm] = {
+            **times,
+            "ratio": times["ours"] / times["torchattacks"],
+            "step_over_pass": times["ours"] / steps / times["fwd+bwd"],
+        }
+        print(
+            f"  {norm:4s}  ours {times['ours']:.3f} s   torchattacks {times['torchattacks']:.3f} s   "
+            f"ratio {results[norm]['ratio']:.2f}x (goal <= 1.0)   per step / fwd+bwd "
+            f"{results[norm]['step_over_pass']:.2f}x (goal <= 1.10)"
+        )
     return results
 
 
@@ -87,8 +97,9 @@ def textbook_pgd_training(model, x, y, *, eps, alpha, steps, epochs, batch_size,
     device = model_device(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     total = epochs * -(-len(x) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total + 1,
-                                                   pct_start=0.25, anneal_strategy="linear")
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=total + 1, pct_start=0.25, anneal_strategy="linear"
+    )
     for _ in range(epochs):
         for index in torch.randperm(len(x)).split(batch_size):
             xb, yb = x[index].to(device), y[index].to(device)
@@ -129,11 +140,26 @@ def bench_training(epochs: int, eps: float, images: int | None = None, recipe_ep
     textbook = TrainConfig()
     ours = robust_recipe(eps, **({"epochs": recipe_epochs} if recipe_epochs else {}))
     runs = {  # name -> (epochs, batch size, how to train a model in place)
-        f"textbook PGD-{TEXTBOOK_STEPS}": (epochs, textbook.batch_size, lambda model: textbook_pgd_training(
-            model, x, y, eps=eps, alpha=2.5 * eps / TEXTBOOK_STEPS, steps=TEXTBOOK_STEPS, epochs=epochs,
-            batch_size=textbook.batch_size, lr=textbook.lr)),
-        f"helpers.train robust recipe (PGD-{ours.steps})": (ours.epochs, ours.batch_size,
-                                                            lambda model: train(model, x, y, ours, progress=False)),
+        f"textbook PGD-{TEXTBOOK_STEPS}": (
+            epochs,
+            textbook.batch_size,
+            lambda model: textbook_pgd_training(
+                model,
+                x,
+                y,
+                eps=eps,
+                alpha=2.5 * eps / TEXTBOOK_STEPS,
+                steps=TEXTBOOK_STEPS,
+                epochs=epochs,
+                batch_size=textbook.batch_size,
+                lr=textbook.lr,
+            ),
+        ),
+        f"helpers.train robust recipe (PGD-{ours.steps})": (
+            ours.epochs,
+            ours.batch_size,
+            lambda model: train(model, x, y, ours, progress=False),
+        ),
     }
     results = {}
     for name, (run_epochs, batch_size, fit) in runs.items():
@@ -145,15 +171,26 @@ def bench_training(epochs: int, eps: float, images: int | None = None, recipe_ep
         robust = {}
         for key, alpha, steps in (("pgd40", 0.01, 40), ("pgd100", 0.03, 100)):
             set_seed(0)
-            robust[key] = attacks.accuracy(model, xt, yt, batch_size=500, attack=functools.partial(
-                attacks.pgd, eps=eps, alpha=alpha, steps=steps))
-        results[name] = {"seconds": elapsed, "epochs": run_epochs, "batch_size": batch_size,
-                         "clean": attacks.accuracy(model, xt, yt), **robust}
-        print(f"  {name:38s} {elapsed:7.1f} s   clean {results[name]['clean']:.3f}   PGD-40 {robust['pgd40']:.3f}"
-              f"   PGD-100 (alpha 0.03) {robust['pgd100']:.3f}", flush=True)
+            robust[key] = attacks.accuracy(
+                model, xt, yt, batch_size=500, attack=functools.partial(attacks.pgd, eps=eps, alpha=alpha, steps=steps)
+            )
+        results[name] = {
+            "seconds": elapsed,
+            "epochs": run_epochs,
+            "batch_size": batch_size,
+            "clean": attacks.accuracy(model, xt, yt),
+            **robust,
+        }
+        print(
+            f"  {name:38s} {elapsed:7.1f} s   clean {results[name]['clean']:.3f}   PGD-40 {robust['pgd40']:.3f}"
+            f"   PGD-100 (alpha 0.03) {robust['pgd100']:.3f}",
+            flush=True,
+        )
     ref, mine = results.values()
-    print(f"  time ratio {mine['seconds'] / ref['seconds']:.2f}x (goal <= 0.25)   PGD-40 accuracy ours - textbook "
-          f"{mine['pgd40'] - ref['pgd40']:+.3f} (goal >= 0)")
+    print(
+        f"  time ratio {mine['seconds'] / ref['seconds']:.2f}x (goal <= 0.25)   PGD-40 accuracy ours - textbook "
+        f"{mine['pgd40'] - ref['pgd40']:+.3f} (goal >= 0)"
+    )
     return {"epochs": epochs, "eps": eps, "train_images": len(y), "test_images": len(yt), "methods": results}
 
 
@@ -170,8 +207,10 @@ def main() -> None:
     if args.part in ("pgd", "all"):
         bench_pgd(args.batch, args.steps, args.repeats)
     if args.part in ("training", "all"):
-        print(f"Adversarial training, embedded MNIST (4,000 images), eps {args.eps}: textbook PGD-7 loop for "
-              f"{args.epochs} epochs against the robust recipe")
+        print(
+            f"Adversarial training, embedded MNIST (4,000 images), eps {args.eps}: textbook PGD-7 loop for "
+            f"{args.epochs} epochs against the robust recipe"
+        )
         bench_training(args.epochs, args.eps)
 
 

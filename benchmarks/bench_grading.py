@@ -14,6 +14,7 @@ statuses must be the same in every mode, or the benchmark stops. Kernels run wit
 ``OMP_NUM_THREADS=1`` unless it is set. The load average printed with each table says how
 busy the machine was.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests" / "grading"
 sys.path.insert(0, str(TESTS))
 import catalog  # noqa: E402
-from catalog import ASSIGNMENT as TINY, CASES, SOURCE, Context  # noqa: E402
+from catalog import ASSIGNMENT as TINY  # noqa: E402
+from catalog import CASES, SOURCE, Context  # noqa: E402
 
 TINY_CASES = ("perfect", "blank", "wrong", "partly_right", "alternative_a", "alternative_b", "deleted_test", "warnings")
 CONFIG = """import sys
@@ -47,8 +49,13 @@ configure(c, {course!r})
 
 def grading(course: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PRACTICUM_DEVICE": "cpu"}
-    return subprocess.run([sys.executable, "-m", "grading", "--course", str(course), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "grading", "--course", str(course), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def released_course(assignment: str, source: Path) -> Path:
@@ -74,8 +81,12 @@ def copy_course(course: Path, name: str) -> Path:
 
 def tiny_submissions(course: Path, count: int) -> dict[str, nbformat.NotebookNode]:
     """``count`` submissions of the test assignment, cycling through a few kinds of answers."""
-    ctx = Context(release=nbformat.read(course / "exercises" / TINY / f"{TINY}.ipynb", 4),
-                  solution=nbformat.read(SOURCE, 4), course=course, port=9)
+    ctx = Context(
+        release=nbformat.read(course / "exercises" / TINY / f"{TINY}.ipynb", 4),
+        solution=nbformat.read(SOURCE, 4),
+        course=course,
+        port=9,
+    )
     cases = [case for case in CASES if case.student in TINY_CASES]
     return {f"{cases[i % len(cases)].student}_{i}": cases[i % len(cases)].build(ctx) for i in range(count)}
 
@@ -84,8 +95,9 @@ def solution_copies(course: Path, assignment: str, count: int) -> dict[str, nbfo
     """``count`` copies of the released notebook with the solution's answers in its answer cells."""
     solution = nbformat.read(course / "solutions" / assignment / f"{assignment}.ipynb", 4)
     release = nbformat.read(course / "exercises" / assignment / f"{assignment}.ipynb", 4)
-    answered = catalog.answered(Context(release=release, solution=solution, course=course, port=9),
-                                catalog.solution_answers(solution))
+    answered = catalog.answered(
+        Context(release=release, solution=solution, course=course, port=9), catalog.solution_answers(solution)
+    )
     return {f"student_{i}": answered for i in range(count)}
 
 
@@ -106,13 +118,16 @@ def grade(course: Path, assignment: str, options: list[str]) -> tuple[float, dic
         raise SystemExit(f"autograde {' '.join(options)} exited with {result.returncode}:\n{result.stderr}")
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         scores = {s.student.id: s.code_score for s in gb.assignment_submissions(assignment)}
-    statuses = {path.stem: json.loads(path.read_text())["status"]
-                for path in (course / "grading_reports" / assignment).glob("*.json")}
+    statuses = {
+        path.stem: json.loads(path.read_text())["status"]
+        for path in (course / "grading_reports" / assignment).glob("*.json")
+    }
     return seconds, {student: (statuses.get(student), scores.get(student)) for student in statuses}
 
 
-def benchmark(title: str, assignment: str, source: Path, make_submissions, count: int,
-              modes: list[tuple[str, list[str]]]) -> None:
+def benchmark(
+    title: str, assignment: str, source: Path, make_submissions, count: int, modes: list[tuple[str, list[str]]]
+) -> None:
     course = released_course(assignment, source)
     try:
         results = {}
@@ -145,14 +160,22 @@ def main() -> None:
     parser.add_argument("--notebook", help="also grade a course notebook, e.g. 01_gradient_saliency")
     parser.add_argument("--copies", type=int, default=4, help="copies of the notebook's solution (default 4)")
     args = parser.parse_args()
-    modes = [("one by one (--workers 1)", ["--workers", "1"]),
-             (f"process pool (--workers {args.workers})", ["--workers", str(args.workers)])]
+    modes = [
+        ("one by one (--workers 1)", ["--workers", "1"]),
+        (f"process pool (--workers {args.workers})", ["--workers", str(args.workers)]),
+    ]
     if args.dask:
         modes.append((f"Dask LocalCluster ({args.workers})", ["--scheduler", "local", "--workers", str(args.workers)]))
     benchmark(f"test assignment {TINY}", TINY, SOURCE.parent, tiny_submissions, args.submissions, modes)
     if args.notebook:
-        benchmark(f"notebook {args.notebook} (solution copies)", args.notebook, ROOT / "solutions" / args.notebook,
-                  lambda course, count: solution_copies(course, args.notebook, count), args.copies, modes)
+        benchmark(
+            f"notebook {args.notebook} (solution copies)",
+            args.notebook,
+            ROOT / "solutions" / args.notebook,
+            lambda course, count: solution_copies(course, args.notebook, count),
+            args.copies,
+            modes,
+        )
 
 
 if __name__ == "__main__":

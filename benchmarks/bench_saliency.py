@@ -9,14 +9,15 @@ target logit; the agreement line checks it: the rank correlation between our map
 captum's should be as high as between two of our maps drawn with different seeds.
 Runs on CUDA when available (``PRACTICUM_DEVICE=cpu`` forces the CPU).
 """
+
 from __future__ import annotations
 
 import argparse
 
 import torch
+from bench_engine import interleaved
 from captum.attr import NoiseTunnel, Saliency
 
-from bench_engine import interleaved
 from helpers.attacks import predict
 from helpers.data import load_dataset
 from helpers.models import load_pretrained
@@ -42,22 +43,34 @@ def bench_smoothgrad(images: int, samples: int, repeats: int, noise_level: float
         return smoothgrad(model, x, targets, noise_level=noise_level, n=samples)
 
     def captum():
-        return tunnel.attribute(x, nt_type="smoothgrad", nt_samples=samples, stdevs=noise_level, target=targets,
-                                abs=False)
+        return tunnel.attribute(
+            x, nt_type="smoothgrad", nt_samples=samples, stdevs=noise_level, target=targets, abs=False
+        )
 
     times = interleaved({"ours": ours, "captum": captum}, repeats=repeats)
     set_seed(0)
     ours_map, captum_map = ours(), captum()
     set_seed(1)
     ours_again = ours()
-    results = {"device": str(device), "images": images, "samples": samples, "repeats": repeats, **times,
-               "ratio": times["ours"] / times["captum"], "agreement": mean_spearman(ours_map, captum_map),
-               "seed_agreement": mean_spearman(ours_map, ours_again)}
-    print(f"SmoothGrad, {images} digits x {samples} samples, sigma {noise_level:g}, mnist_standard on {device}; "
-          f"median of {repeats} interleaved runs")
-    print(f"  ours {times['ours']:.3f} s   captum NoiseTunnel {times['captum']:.3f} s   ratio "
-          f"{results['ratio']:.2f}x   Spearman ours-captum {results['agreement']:.3f} "
-          f"(ours-ours, other seed: {results['seed_agreement']:.3f})")
+    results = {
+        "device": str(device),
+        "images": images,
+        "samples": samples,
+        "repeats": repeats,
+        **times,
+        "ratio": times["ours"] / times["captum"],
+        "agreement": mean_spearman(ours_map, captum_map),
+        "seed_agreement": mean_spearman(ours_map, ours_again),
+    }
+    print(
+        f"SmoothGrad, {images} digits x {samples} samples, sigma {noise_level:g}, mnist_standard on {device}; "
+        f"median of {repeats} interleaved runs"
+    )
+    print(
+        f"  ours {times['ours']:.3f} s   captum NoiseTunnel {times['captum']:.3f} s   ratio "
+        f"{results['ratio']:.2f}x   Spearman ours-captum {results['agreement']:.3f} "
+        f"(ours-ours, other seed: {results['seed_agreement']:.3f})"
+    )
     return results
 
 

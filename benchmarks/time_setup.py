@@ -7,6 +7,7 @@ course --no-browser`` until JupyterLab answers on its URL (the environment is cr
 the way), (2) the same command again (the idempotent, already-set-up case), and with
 ``--with-tests`` (3) ``python3 tasks.py test`` to the end of the suite.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def time_course(clone: Path, port: int) -> float:
     """Seconds from starting the course command until JupyterLab serves its page."""
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "tasks.py", "course", "--no-browser", f"--port={port}",
-                                "--ServerApp.token=bench"], cwd=clone, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "tasks.py", "course", "--no-browser", f"--port={port}", "--ServerApp.token=bench"],
+        cwd=clone,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         while True:
             if process.poll() is not None:

@@ -13,6 +13,7 @@ Run in the course directory (or pass --course DIR). Exit status: 0 when everythi
 worked, 1 when a step or a submission failed (the output says which), 2 when grading
 cannot start (no course here, no sandbox).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,11 @@ from .workflow import Course, StepFailed
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m grading",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--course", default=".", help="course directory (default: the current one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show nbgrader's log")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -42,16 +46,22 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("preflight", "autograde"):
         command = commands.add_parser(name, help=f"{name} an assignment")
         command.add_argument("assignment")
-        command.add_argument("--unsandboxed", action="store_true",
-                             help="grade without the sandbox (trusted notebooks only)")
+        command.add_argument(
+            "--unsandboxed", action="store_true", help="grade without the sandbox (trusted notebooks only)"
+        )
     commands.choices["autograde"].add_argument("--student", action="append", help="only this student (repeatable)")
     commands.choices["autograde"].add_argument("--skip-preflight", action="store_true")
     commands.choices["autograde"].add_argument(
-        "--workers", type=_positive, default=os.cpu_count() or 1,
-        help="submissions graded at once (default: one per CPU, %(default)s here; 1: one by one)")
+        "--workers",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="submissions graded at once (default: one per CPU, %(default)s here; 1: one by one)",
+    )
     commands.choices["autograde"].add_argument(
-        "--scheduler", metavar="local|ADDRESS",
-        help="grade on Dask: a LocalCluster of --workers processes, or the scheduler at ADDRESS")
+        "--scheduler",
+        metavar="local|ADDRESS",
+        help="grade on Dask: a LocalCluster of --workers processes, or the scheduler at ADDRESS",
+    )
     feedback = commands.add_parser("feedback", help="generate feedback without hidden tests")
     feedback.add_argument("assignment")
     feedback.add_argument("--student", action="append")
@@ -70,10 +80,12 @@ def _positive(text: str) -> int:
 
 
 def _print_report(report: dict) -> None:
-    score = (f"{report['score']:g}/{report['max_score']:g}" if report.get("score") is not None else "-")
+    score = f"{report['score']:g}/{report['max_score']:g}" if report.get("score") is not None else "-"
     messages = ([report["failure"]] if report.get("failure") else []) + report["problems"] + report["review"]
-    print(f"{report['student']:<24} {report['status']:<8} {score:>9} {report['seconds']:>6.1f} s  "
-          f"{'; '.join(messages)}", flush=True)
+    print(
+        f"{report['student']:<24} {report['status']:<8} {score:>9} {report['seconds']:>6.1f} s  {'; '.join(messages)}",
+        flush=True,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,20 +107,30 @@ def run(args: argparse.Namespace) -> int:
             result = course.preflight(args.assignment)
             print("\n".join(f"preflight: {line}" for line in result.lines), flush=True)
             if not result.ok:
-                print("preflight FAILED: the solutions would not get full marks as graded here; "
-                      "nothing was graded", file=sys.stderr)
+                print(
+                    "preflight FAILED: the solutions would not get full marks as graded here; nothing was graded",
+                    file=sys.stderr,
+                )
                 return 1
             if args.command == "preflight":
                 return 0
         if args.workers == 1 and not args.scheduler:
             reports = course.autograde(args.assignment, args.student, on_report=_print_report)
         else:
-            reports = autograde_in_parallel(course, args.assignment, args.student, on_report=_print_report,
-                                            workers=args.workers, scheduler=args.scheduler)
+            reports = autograde_in_parallel(
+                course,
+                args.assignment,
+                args.student,
+                on_report=_print_report,
+                workers=args.workers,
+                scheduler=args.scheduler,
+            )
         failed = [r["student"] for r in reports if r["status"] == "failed"]
         flagged = [r["student"] for r in reports if r["status"] == "flagged"]
-        print(f"autograded {len(reports)}: {len(reports) - len(failed) - len(flagged)} graded, "
-              f"{len(flagged)} flagged for review, {len(failed)} FAILED (not graded)")
+        print(
+            f"autograded {len(reports)}: {len(reports) - len(failed) - len(flagged)} graded, "
+            f"{len(flagged)} flagged for review, {len(failed)} FAILED (not graded)"
+        )
         return 1 if failed else 0
     if args.command == "feedback":
         for path in course.feedback(args.assignment, args.student):

@@ -9,6 +9,7 @@ and the modules that reach into the interpreter or the kernel (``builtins``,
 ``sys.modules``, ``gc``, ``ctypes``, ``inspect``, ``get_ipython``). A flag does not
 change the score; it puts the submission on the review list.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,10 +17,31 @@ import ast
 import nbformat
 
 # Names and attributes that reach into the interpreter, the kernel or other code's internals.
-INTROSPECTION_NAMES = {"builtins", "__builtins__", "gc", "ctypes", "inspect", "get_ipython", "setattr", "delattr",
-                       "__import__", "importlib", "exec"}
-INTROSPECTION_ATTRIBUTES = {"modules", "_getframe", "__code__", "__globals__", "__closure__", "__builtins__",
-                            "__setattr__", "__torch_function__", "__array_function__", "__array_ufunc__"}
+INTROSPECTION_NAMES = {
+    "builtins",
+    "__builtins__",
+    "gc",
+    "ctypes",
+    "inspect",
+    "get_ipython",
+    "setattr",
+    "delattr",
+    "__import__",
+    "importlib",
+    "exec",
+}
+INTROSPECTION_ATTRIBUTES = {
+    "modules",
+    "_getframe",
+    "__code__",
+    "__globals__",
+    "__closure__",
+    "__builtins__",
+    "__setattr__",
+    "__torch_function__",
+    "__array_function__",
+    "__array_ufunc__",
+}
 
 
 def _parse(source: str) -> ast.Module | None:
@@ -52,8 +74,12 @@ def defined_names(tree: ast.Module) -> set[str]:
 
 
 def imported_names(tree: ast.Module) -> set[str]:
-    return {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
-            if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    return {
+        (a.asname or a.name).split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in n.names
+    }
 
 
 def scan_cell(tree: ast.Module, protected: set[str]) -> list[str]:
@@ -63,7 +89,7 @@ def scan_cell(tree: ast.Module, protected: set[str]) -> list[str]:
     for node in ast.walk(tree):
         line = getattr(node, "lineno", "?")
         if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Delete)):
-            targets = (node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target])
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             for target in targets:
                 root = _root_name(target)
                 if isinstance(target, ast.Attribute) and root in modules:

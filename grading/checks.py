@@ -23,6 +23,7 @@ from running as written). This raises the bar; it is not a proof: code running i
 the same process can still defeat it deliberately, which the grader's review flags
 (:mod:`grading.audit`) are there to catch.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -33,15 +34,27 @@ import numpy as np
 
 WITNESS_MIME = "application/vnd.grading.check+json"
 
-_isinstance, _type, _len, _repr, _float, _bool = (builtins.isinstance, builtins.type, builtins.len,
-                                                   builtins.repr, builtins.float, builtins.bool)
+_isinstance, _type, _len, _repr, _float, _bool = (
+    builtins.isinstance,
+    builtins.type,
+    builtins.len,
+    builtins.repr,
+    builtins.float,
+    builtins.bool,
+)
 _tuple, _list, _str, _int, _zip = builtins.tuple, builtins.list, builtins.str, builtins.int, builtins.zip
 _AssertionError, _BaseException, _Exception = builtins.AssertionError, builtins.BaseException, builtins.Exception
 _ndarray, _generic, _bool_ = np.ndarray, np.generic, np.bool_
 _array, _float64 = np.array, np.float64
 _absolute, _subtract, _multiply, _add = np.absolute, np.subtract, np.multiply, np.add
 _less_equal, _greater_equal, _isnan, _logical_and, _logical_or, _equal = (
-    np.less_equal, np.greater_equal, np.isnan, np.logical_and, np.logical_or, np.equal)
+    np.less_equal,
+    np.greater_equal,
+    np.isnan,
+    np.logical_and,
+    np.logical_or,
+    np.equal,
+)
 _ravel, _argmax, _tolist, _int64 = _ndarray.ravel, _ndarray.argmax, _ndarray.tolist, np.int64
 _unravel_index, _array2string = np.unravel_index, np.array2string
 _isfinite = math.isfinite
@@ -148,13 +161,17 @@ class Checks(metaclass=_Frozen):
             _fail(label, f"shape {got.shape} instead of {want.shape}")
         got, want = _array(got, dtype=_float64), _array(want, dtype=_float64)
         diff = _absolute(_subtract(got, want))
-        ok = _logical_or(_less_equal(diff, _add(atol, _multiply(rtol, _absolute(want)))),
-                         _logical_and(_isnan(got), _isnan(want)))
+        ok = _logical_or(
+            _less_equal(diff, _add(atol, _multiply(rtol, _absolute(want)))), _logical_and(_isnan(got), _isnan(want))
+        )
         if not _all(ok):
             bad = _count_nonzero(~ok)
             where = _unravel_index(_argmax(_array(~ok, dtype=_float64)), ok.shape) if ok.ndim else ()
-            _fail(label, f"{bad} of {ok.size} values differ (first at index {_tuple(_int(i) for i in where)}); "
-                         f"expected {_show(want)}, got {_show(got)}")
+            _fail(
+                label,
+                f"{bad} of {ok.size} values differ (first at index {_tuple(_int(i) for i in where)}); "
+                f"expected {_show(want)}, got {_show(got)}",
+            )
         self._passed("close", label)
 
     def equal(self, actual, expected, *, label: str = "equal") -> None:
@@ -185,8 +202,11 @@ class Checks(metaclass=_Frozen):
         got = _array(_as_array(actual, label, "the result"), dtype=_float64)
         ok = _logical_and(_greater_equal(got, low - atol), _less_equal(got, high + atol))
         if not _all(ok):
-            _fail(label, f"{_count_nonzero(~ok)} of {ok.size} values outside [{low}, {high}] "
-                         f"(range found: {_show(got.min())} to {_show(got.max())})")
+            _fail(
+                label,
+                f"{_count_nonzero(~ok)} of {ok.size} values outside [{low}, {high}] "
+                f"(range found: {_show(got.min())} to {_show(got.max())})",
+            )
         self._passed("between", label)
 
     def true(self, condition, message: str, *, label: str = "true") -> None:

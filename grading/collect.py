@@ -1,4 +1,5 @@
 """Find each student's notebooks in a downloaded batch of submissions (for ``zip_collect``)."""
+
 from __future__ import annotations
 
 import glob
@@ -36,7 +37,7 @@ class SubmissionCollector(FileNameCollectorPlugin):
             student = os.path.basename(folder)
         else:
             student = next((name[: -len(nb) - 1] for nb in notebooks if name.endswith("_" + nb)), None)
-            name = name[len(student) + 1:] if student else name
+            name = name[len(student) + 1 :] if student else name
         if not student or not STUDENT_ID.fullmatch(student):
             self.log.warning("Skipped %s: no student id and released notebook name found in it", submitted_file)
             return None

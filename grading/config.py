@@ -8,6 +8,7 @@ sandbox with time and memory limits, forgives stderr noise, requires the checks'
 witnesses and bounds outputs; feedback hides hidden tests; export flags submissions
 that could not be graded instead of showing 0.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,9 +38,17 @@ def autograde_steps() -> list:
     return steps
 
 
-def configure(c, root: str, *, cell_timeout: int = 120, notebook_time_limit: int = 900,
-              memory_limit: str = "8G", cpu_time_limit: int = 1800, max_processes: int = 256,
-              exchange_root: str | None = None) -> None:
+def configure(
+    c,
+    root: str,
+    *,
+    cell_timeout: int = 120,
+    notebook_time_limit: int = 900,
+    memory_limit: str = "8G",
+    cpu_time_limit: int = 1800,
+    max_processes: int = 256,
+    exchange_root: str | None = None,
+) -> None:
     """Fill the nbgrader config ``c`` for the course whose directory is ``root``.
 
     ``cell_timeout`` (s) bounds each cell, ``notebook_time_limit`` (s) a whole notebook,

@@ -6,6 +6,7 @@ preprocessors, removes the hidden part of each test cell and replaces that cell'
 outputs by a one-line verdict (a traceback or a check's message would show hidden
 inputs and expected values). :func:`leaked_lines` double-checks a rendered file.
 """
+
 from __future__ import annotations
 
 import html
@@ -57,5 +58,8 @@ class HideHiddenTests(NbGraderPreprocessor):
 def leaked_lines(rendered_html: str, hidden: list[str]) -> list[str]:
     """The hidden-test lines that appear in ``rendered_html`` (tags and spacing ignored)."""
     text = re.sub(r"\s+", "", html.unescape(re.sub(r"<[^>]+>", "", rendered_html)))
-    return [line for line in hidden if line.strip() and not line.strip().startswith("#")
-            and re.sub(r"\s+", "", line) in text]
+    return [
+        line
+        for line in hidden
+        if line.strip() and not line.strip().startswith("#") and re.sub(r"\s+", "", line) in text
+    ]

@@ -8,6 +8,7 @@ here. :mod:`grading.parallel` reads these results from a worker's scratch gradeb
 writes them into the course's; :meth:`grading.workflow.Course.grade` resets them before
 grading again.
 """
+
 from __future__ import annotations
 
 from nbgrader.api import Gradebook, MissingEntry
@@ -23,13 +24,19 @@ def automatic_results(gb: Gradebook, assignment: str, student: str) -> dict | No
         submission = gb.find_submission(assignment, student)
     except MissingEntry:
         return None
-    return {"timestamp": submission.timestamp,
-            "notebooks": {nb.name: {"late_submission_penalty": nb.late_submission_penalty,
-                                    "grades": {g.name: {"auto_score": g.auto_score,
-                                                        "needs_manual_grade": g.needs_manual_grade}
-                                               for g in nb.grades},
-                                    "comments": {c.name: c.auto_comment for c in nb.comments}}
-                          for nb in submission.notebooks}}
+    return {
+        "timestamp": submission.timestamp,
+        "notebooks": {
+            nb.name: {
+                "late_submission_penalty": nb.late_submission_penalty,
+                "grades": {
+                    g.name: {"auto_score": g.auto_score, "needs_manual_grade": g.needs_manual_grade} for g in nb.grades
+                },
+                "comments": {c.name: c.auto_comment for c in nb.comments},
+            }
+            for nb in submission.notebooks
+        },
+    }
 
 
 def write_automatic_results(gb: Gradebook, assignment: str, student: str, results: dict | None) -> None:

@@ -20,6 +20,7 @@ working directory (the kernel manager starts it there); the kernel gets a copy o
 4. stays as the sandbox's parent to enforce the whole-notebook wall-clock limit, and
    writes why the kernel ended to the exit record (read back by the kernel manager).
 """
+
 from __future__ import annotations
 
 import json
@@ -87,9 +88,23 @@ def bwrap_command(settings: dict, workdir: str, command: list[str]) -> list[str]
     """The ``bwrap`` command line that runs ``command`` in the sandbox, in ``workdir``.
     Built with the sandbox's uid: paths that uid cannot reach need no hiding."""
     limits = settings["limits"]
-    args = [settings["bwrap"], "--unshare-all", "--unshare-user", "--disable-userns",
-            "--die-with-parent", "--new-session", "--hostname", "grading",
-            "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    args = [
+        settings["bwrap"],
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "grading",
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+    ]
     for device in settings.get("devices", []):
         args += ["--dev-bind", device, device]
     for path in settings["hidden"]:
@@ -99,8 +114,16 @@ def bwrap_command(settings: dict, workdir: str, command: list[str]) -> list[str]
             args += ["--ro-bind", "/dev/null", path]
     if limits.get("tmp_size"):
         args += ["--size", str(limits["tmp_size"])]
-    args += ["--tmpfs", "/tmp", "--bind", settings["kernel_dir"], settings["kernel_dir"],
-             "--bind", workdir, SANDBOX_WORKDIR]
+    args += [
+        "--tmpfs",
+        "/tmp",
+        "--bind",
+        settings["kernel_dir"],
+        settings["kernel_dir"],
+        "--bind",
+        workdir,
+        SANDBOX_WORKDIR,
+    ]
     return args + ["--chdir", SANDBOX_WORKDIR, "--", *command]
 
 
@@ -144,8 +167,11 @@ def describe(status: int, limits: dict) -> dict:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_used = children.ru_utime + children.ru_stime
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL and limits.get("cpu") and cpu_used >= limits["cpu"]):
-        return {"reason": "cpu-time", "signal": name,
-                "message": f"the kernel used up its CPU-time limit of {limits['cpu']} s and was killed"}
+        return {
+            "reason": "cpu-time",
+            "signal": name,
+            "message": f"the kernel used up its CPU-time limit of {limits['cpu']} s and was killed",
+        }
     return {"reason": "signal", "signal": name, "message": f"the kernel was killed by {name}"}
 
 
@@ -186,7 +212,8 @@ def main(argv: list[str]) -> int:
                     raise PermissionError(
                         f"the sandbox's unprivileged user cannot reach {path}; when grading as root, the course "
                         f"directory and the Python environment must be readable by other users (not under "
-                        f"/root, parents chmod o+x), or grade as an ordinary user")
+                        f"/root, parents chmod o+x), or grade as an ordinary user"
+                    )
             if settings["sandbox"]:
                 os.execve(settings["bwrap"], bwrap_command(settings, workdir, command), env)
             os.chdir(workdir)
@@ -213,8 +240,10 @@ def main(argv: list[str]) -> int:
     elif status is None:
         os.kill(child, signal.SIGKILL)
         wait_for(child, None)
-        record = {"reason": "wall-time",
-                  "message": f"the notebook ran past its time limit of {limits['wall']} s; the kernel was killed"}
+        record = {
+            "reason": "wall-time",
+            "message": f"the notebook ran past its time limit of {limits['wall']} s; the kernel was killed",
+        }
     else:
         record = describe(status, limits)
     record["seconds"] = round(time.monotonic() - started, 1)

@@ -10,6 +10,7 @@ missing (Colab). A fork changes the address and runs::
 
 ``--check`` only reports notebooks that are out of date (exit status 1).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,10 @@ def links_line(name: str, url: str, branch: str) -> str:
     path = f"exercises/{name}/{name}.ipynb"
     colab = f"https://colab.research.google.com/github/{slug}/blob/{branch}/{path}"
     binder = f"https://mybinder.org/v2/gh/{slug}/{branch}?urlpath={quote('lab/tree/' + path, safe='')}"
-    return (f"{LINKS_MARKER} [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})"
-            f" [![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder})")
+    return (
+        f"{LINKS_MARKER} [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})"
+        f" [![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder})"
+    )
 
 
 def stamp(nb: nbformat.NotebookNode, name: str, url: str, branch: str) -> bool:

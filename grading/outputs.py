@@ -1,4 +1,5 @@
 """Post-execution steps of autograde: require the checks' witnesses, bound output sizes."""
+
 from __future__ import annotations
 
 import ast
@@ -17,9 +18,15 @@ def required_checks(source: str, checker_names: list[str]) -> int:
         tree = ast.parse("\n".join(lines))
     except SyntaxError:
         return 0
-    return sum(1 for node in tree.body if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
-               and isinstance(node.value.func, ast.Attribute) and isinstance(node.value.func.value, ast.Name)
-               and node.value.func.value.id in checker_names)
+    return sum(
+        1
+        for node in tree.body
+        if isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+        and isinstance(node.value.func.value, ast.Name)
+        and node.value.func.value.id in checker_names
+    )
 
 
 class RequireCheckWitnesses(NbGraderPreprocessor):
@@ -42,11 +49,11 @@ class RequireCheckWitnesses(NbGraderPreprocessor):
             return cell, resources
         reported = sum(1 for o in cell.outputs if o.output_type == "display_data" and WITNESS_MIME in o.data)
         if reported < required:
-            message = (f"the test cell reported {reported} of its {required} checks: "
-                       f"its code did not run as written")
+            message = f"the test cell reported {reported} of its {required} checks: its code did not run as written"
             self.log.warning("grading: cell '%s': %s", meta.get("grade_id"), message)
-            cell.outputs.append(new_output("error", ename="GradingError", evalue=message,
-                                           traceback=[f"GradingError: {message}"]))
+            cell.outputs.append(
+                new_output("error", ename="GradingError", evalue=message, traceback=[f"GradingError: {message}"])
+            )
         return cell, resources
 
 

@@ -24,6 +24,7 @@ Workers on other machines (``scheduler`` = a Dask scheduler's address) need the 
 environment and the course directory at the same path (read access is enough), bubblewrap,
 and ``grading`` importable; results travel back by value.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,9 +35,9 @@ import shutil
 import sqlite3
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from traitlets.config import Config
 
@@ -104,8 +105,9 @@ def grade_copy(job: Job, gradebook: bytes | None) -> Graded:
         if gradebook is not None:
             with open(os.path.join(scratch, "gradebook.db"), "wb") as f:
                 f.write(gradebook)
-        course = Course(job.root, scratch_config(job.config, scratch, gradebook=gradebook is not None,
-                                                 hidden=list(job.hidden)))
+        course = Course(
+            job.root, scratch_config(job.config, scratch, gradebook=gradebook is not None, hidden=list(job.hidden))
+        )
         course.check_sandbox()
         coursedir = course.coursedir
         submission = coursedir.format_path(coursedir.submitted_directory, job.student, job.assignment)
@@ -119,8 +121,7 @@ def grade_copy(job: Job, gradebook: bytes | None) -> Graded:
         for name in attempt.originals:
             with open(os.path.join(submission, name), "rb") as f:
                 repaired[name] = f.read()
-        autograded = regular_files(coursedir.format_path(coursedir.autograded_directory, job.student,
-                                                         job.assignment))
+        autograded = regular_files(coursedir.format_path(coursedir.autograded_directory, job.student, job.assignment))
         return Graded(attempt, repaired, autograded, results)
 
 
@@ -188,11 +189,21 @@ def on_dask(jobs: list[Job], gradebook: bytes | None, workers: int, scheduler: s
     """Each job with its future, as they finish, graded on a Dask cluster: a LocalCluster of
     ``workers`` one-thread processes when ``scheduler`` is "local", else the scheduler at that
     address (its workers, however many). The gradebook snapshot is sent to each worker once."""
-    from distributed import Client, LocalCluster, as_completed as dask_completed  # only for Dask runs
+    from distributed import Client, LocalCluster  # only for Dask runs
+    from distributed import as_completed as dask_completed
 
-    cluster = (LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address=None, silence_logs=logging.ERROR)
-               if scheduler == "local" else None)
+    cluster = (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        if scheduler == "local"
+        else None
+    )
     try:
         with Client(cluster or scheduler) as client:
             snapshot = client.scatter(gradebook, broadcast=True) if gradebook is not None else None
@@ -205,9 +216,15 @@ def on_dask(jobs: list[Job], gradebook: bytes | None, workers: int, scheduler: s
             cluster.close()
 
 
-def autograde_in_parallel(course: Course, assignment: str, students: list[str] | None = None,
-                          on_report: Callable[[dict], None] | None = None, *, workers: int | None = None,
-                          scheduler: str | None = None) -> list[dict]:
+def autograde_in_parallel(
+    course: Course,
+    assignment: str,
+    students: list[str] | None = None,
+    on_report: Callable[[dict], None] | None = None,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> list[dict]:
     """Autograde each submission (all submitted ones by default), ``workers`` at a time (default:
     one per CPU) in a local process pool, or on Dask when ``scheduler`` is "local" (a
     LocalCluster of ``workers``) or a scheduler's address; the reports, in the students' order.
@@ -227,9 +244,18 @@ def autograde_in_parallel(course: Course, assignment: str, students: list[str] |
     scratch_base = tempfile.mkdtemp(prefix="grading-scratch-")
     os.chmod(scratch_base, 0o711)
     hidden = (*private_paths(coursedir, config.get("Exchange", {}).get("root")), scratch_base)
-    jobs = [Job(course.root, config, assignment, student,
-                coursedir.format_path(coursedir.submitted_directory, student, assignment), scratch_base, hidden)
-            for student in students]
+    jobs = [
+        Job(
+            course.root,
+            config,
+            assignment,
+            student,
+            coursedir.format_path(coursedir.submitted_directory, student, assignment),
+            scratch_base,
+            hidden,
+        )
+        for student in students
+    ]
     if on_sqlite:
         with course.api.gradebook:  # creates the gradebook if there is none yet
             pass
@@ -243,9 +269,14 @@ def autograde_in_parallel(course: Course, assignment: str, students: list[str] |
             except SandboxUnavailable:
                 raise
             except Exception as error:  # the worker failed (a bug, or it was killed): not graded
-                graded = Graded(Attempt(job.student, succeeded=False,
-                                        failure=f"grading worker failed: {type(error).__name__}: {error}"),
-                                repaired={}, autograded=None, results=None)
+                graded = Graded(
+                    Attempt(
+                        job.student, succeeded=False, failure=f"grading worker failed: {type(error).__name__}: {error}"
+                    ),
+                    repaired={},
+                    autograded=None,
+                    results=None,
+                )
                 crashed = True
             reports[job.student] = store(course, assignment, graded, with_results=on_sqlite or crashed)
             if on_report:

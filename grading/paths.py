@@ -1,4 +1,5 @@
 """Where things are in a course directory, for the grading modules."""
+
 from __future__ import annotations
 
 import os
@@ -30,9 +31,17 @@ def report_path(coursedir: CourseDirectory, assignment: str, student: str) -> st
 def private_paths(coursedir: CourseDirectory, exchange_root: str | None = None) -> list[str]:
     """Paths of the course that a student's kernel must not see (those that exist): sources
     and solutions, every student's files, the gradebook, reports, the exchange, git history."""
-    names = [coursedir.source_directory, coursedir.source_with_tests_directory, coursedir.solution_directory,
-             coursedir.submitted_directory, coursedir.autograded_directory, coursedir.feedback_directory,
-             "downloaded", REPORTS_DIRECTORY, ".git"]
+    names = [
+        coursedir.source_directory,
+        coursedir.source_with_tests_directory,
+        coursedir.solution_directory,
+        coursedir.submitted_directory,
+        coursedir.autograded_directory,
+        coursedir.feedback_directory,
+        "downloaded",
+        REPORTS_DIRECTORY,
+        ".git",
+    ]
     paths = [os.path.join(coursedir.root, name) for name in names + ["gradebook.db"]]
     if coursedir.db_url.startswith("sqlite:///"):
         paths.append(coursedir.db_url.removeprefix("sqlite:///"))

@@ -11,6 +11,7 @@ submission under ``grading_reports/``; :func:`submission_status` (used by the ex
 reads it back, or, after a plain ``nbgrader autograde``, works the status out from the
 autograded notebooks alone.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -50,8 +51,9 @@ def _read_timestamp(directory: str) -> str | None:
         return None
 
 
-def autograded_notebooks(coursedir: CourseDirectory, assignment: str, student: str,
-                         notebooks: list[str]) -> dict[str, str | None]:
+def autograded_notebooks(
+    coursedir: CourseDirectory, assignment: str, student: str, notebooks: list[str]
+) -> dict[str, str | None]:
     """Path of each of ``notebooks``' autograded version, None where it is missing."""
     directory = coursedir.format_path(coursedir.autograded_directory, student, assignment)
     paths = {nb: os.path.join(directory, nb + ".ipynb") for nb in notebooks}
@@ -65,12 +67,16 @@ def _mtimes(paths: dict[str, str | None]) -> dict[str, float | None]:
 def grade_summary(gb: Gradebook, assignment: str, student: str) -> dict:
     """Scores of the submission from the gradebook."""
     submission = gb.find_submission(assignment, student)
-    return {"score": submission.score, "max_score": submission.max_score,
-            "code_score": submission.code_score, "max_code_score": submission.max_code_score,
-            "needs_manual_grade": submission.needs_manual_grade,
-            "seconds_late": submission.total_seconds_late,
-            "late_penalty": submission.late_submission_penalty or 0.0,
-            "cells": {g.name: g.score for nb in submission.notebooks for g in nb.grades}}
+    return {
+        "score": submission.score,
+        "max_score": submission.max_score,
+        "code_score": submission.code_score,
+        "max_code_score": submission.max_code_score,
+        "needs_manual_grade": submission.needs_manual_grade,
+        "seconds_late": submission.total_seconds_late,
+        "late_penalty": submission.late_submission_penalty or 0.0,
+        "cells": {g.name: g.score for nb in submission.notebooks for g in nb.grades},
+    }
 
 
 def write_report(coursedir: CourseDirectory, report: dict) -> str:
@@ -89,19 +95,36 @@ def read_report(coursedir: CourseDirectory, assignment: str, student: str) -> di
         return None
 
 
-def grade_submission(coursedir: CourseDirectory, assignment: str, student: str, *, succeeded: bool,
-                     failure: str | None = None, notes: list[str] = (), problems: list[str] = (),
-                     review: list[str] = (), seconds: float | None = None) -> dict:
+def grade_submission(
+    coursedir: CourseDirectory,
+    assignment: str,
+    student: str,
+    *,
+    succeeded: bool,
+    failure: str | None = None,
+    notes: list[str] = (),
+    problems: list[str] = (),
+    review: list[str] = (),
+    seconds: float | None = None,
+) -> dict:
     """Build, store and return the report of one autograde run of one submission.
 
     ``failure`` explains a failed run; ``notes`` are informational, ``problems`` and
     ``review`` (code-audit flags) make a graded submission ``flagged``; ``seconds`` is
     how long grading it took.
     """
-    report = {"student": student, "assignment": assignment, "seconds": seconds,
-              "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "notes": list(notes), "problems": list(problems), "review": list(review),
-              "autograded": {}, "score": None, "max_score": None}
+    report = {
+        "student": student,
+        "assignment": assignment,
+        "seconds": seconds,
+        "graded_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "notes": list(notes),
+        "problems": list(problems),
+        "review": list(review),
+        "autograded": {},
+        "score": None,
+        "max_score": None,
+    }
     with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
         try:
             notebooks = [nb.name for nb in gb.find_assignment(assignment).notebooks]
@@ -118,8 +141,7 @@ def grade_submission(coursedir: CourseDirectory, assignment: str, student: str, 
             report["notes"].append("needs manual grading")
         if summary.get("seconds_late", 0) > 0:
             report["notes"].append(f"late by {datetime.timedelta(seconds=round(summary['seconds_late']))}")
-    report["status"] = ("failed" if not succeeded else
-                        "flagged" if report["problems"] or report["review"] else "graded")
+    report["status"] = "failed" if not succeeded else "flagged" if report["problems"] or report["review"] else "graded"
     report["failure"] = failure if not succeeded else None
     write_report(coursedir, report)
     return report
@@ -137,16 +159,21 @@ def submission_status(coursedir: CourseDirectory, gb: Gradebook, assignment: str
     notebooks = [nb.name for nb in submission.notebooks]
     paths = autograded_notebooks(coursedir, assignment, student, notebooks)
     if not all(paths.values()):
-        message = (report["failure"] if report and report["status"] == "failed"
-                   else "not autograded (autograde failed or has not run; see its log)")
+        message = (
+            report["failure"]
+            if report and report["status"] == "failed"
+            else "not autograded (autograde failed or has not run; see its log)"
+        )
         return {"status": "failed", "message": message}
     submitted = coursedir.format_path(coursedir.submitted_directory, student, assignment)
     autograded = coursedir.format_path(coursedir.autograded_directory, student, assignment)
     if os.path.isdir(submitted) and _read_timestamp(submitted) != _read_timestamp(autograded):
         return {"status": "stale", "message": "the submission changed after it was graded: autograde it again"}
     if report and report.get("autograded") == _mtimes(paths):
-        return {"status": report["status"], "message": "; ".join(report["problems"] + report["review"]
-                                                                  + report["notes"])}
+        return {
+            "status": report["status"],
+            "message": "; ".join(report["problems"] + report["review"] + report["notes"]),
+        }
     # graded by a plain `nbgrader autograde`: what the notebooks and the gradebook show
     messages = [p for path in paths.values() for p in notebook_problems(nbformat.read(path, as_version=4))]
     status = "flagged" if messages else "graded"

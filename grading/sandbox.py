@@ -12,6 +12,7 @@ Without a working sandbox, grading stops with :class:`SandboxUnavailable` unless
 instructor allows it explicitly (``GRADING_ALLOW_UNSANDBOXED=1`` or
 ``c.SandboxedExecute.allow_unsandboxed = True``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -78,11 +79,20 @@ def run_launcher(settings: dict, command: list[str], cwd: str, timeout: float = 
         os.chmod(tmp, 0o711)  # the sandbox's uid must reach the kernel directory inside
         kernel_dir = os.path.join(tmp, "kernel")
         os.mkdir(kernel_dir, 0o700)
-        settings = {**settings, "kernel_dir": kernel_dir, "work_dir": os.path.join(tmp, "work"),
-                    "exit_record": os.path.join(tmp, "exit.json")}
+        settings = {
+            **settings,
+            "kernel_dir": kernel_dir,
+            "work_dir": os.path.join(tmp, "work"),
+            "exit_record": os.path.join(tmp, "exit.json"),
+        }
         _write_private(os.path.join(tmp, "settings.json"), settings)
-        proc = subprocess.run([sys.executable, str(LAUNCHER), os.path.join(tmp, "settings.json"), "--", *command],
-                              cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, str(LAUNCHER), os.path.join(tmp, "settings.json"), "--", *command],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         try:
             with open(settings["exit_record"]) as f:
                 return json.load(f), proc.stderr
@@ -96,9 +106,13 @@ def sandbox_problem(bwrap: str) -> str | None:
     path = shutil.which(bwrap)
     if path is None:
         return f"bubblewrap ('{bwrap}') is not installed"
-    settings = {"sandbox": True, "bwrap": path, "hidden": [], "env": {"PATH": os.environ.get("PATH", "")},
-                "limits": {"memory": 0, "cpu": 30, "wall": 30, "processes": 64, "file_size": 0,
-                           "tmp_size": 2**20}}
+    settings = {
+        "sandbox": True,
+        "bwrap": path,
+        "hidden": [],
+        "env": {"PATH": os.environ.get("PATH", "")},
+        "limits": {"memory": 0, "cpu": 30, "wall": 30, "processes": 64, "file_size": 0, "tmp_size": 2**20},
+    }
     with tempfile.TemporaryDirectory(prefix="grading-probe-") as cwd:
         record, stderr = run_launcher(settings, [sys.executable, "-c", "open('probe', 'w').close()"], cwd)
         if record.get("exit_code") != 0:
@@ -135,9 +149,15 @@ class SandboxKernelManager(AsyncKernelManager):
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         settings_file = os.path.join(self._private, "settings.json")
-        _write_private(settings_file, {**self.settings, "kernel_dir": self._kernel_dir,
-                                       "work_dir": os.path.join(self._private, "work"),
-                                       "exit_record": os.path.join(self._private, "exit.json")})
+        _write_private(
+            settings_file,
+            {
+                **self.settings,
+                "kernel_dir": self._kernel_dir,
+                "work_dir": os.path.join(self._private, "work"),
+                "exit_record": os.path.join(self._private, "exit.json"),
+            },
+        )
         return [sys.executable, str(LAUNCHER), settings_file, "--", *super().format_kernel_cmd(extra_arguments)]
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
@@ -190,14 +210,22 @@ class SandboxedExecute(Execute):
         raise SandboxUnavailable(
             f"grading: refusing to run student code without the sandbox: {problem}. Install bubblewrap "
             f"(Debian/Ubuntu: apt-get install bubblewrap), or, for trusted notebooks only, allow grading "
-            f"without it: {ALLOW_UNSANDBOXED_ENV}=1 or `python -m grading autograde --unsandboxed`.")
+            f"without it: {ALLOW_UNSANDBOXED_ENV}=1 or `python -m grading autograde --unsandboxed`."
+        )
 
     def kernel_environment(self, sandboxed: bool) -> dict[str, str]:
         """The kernel's environment: a short allowlist in the sandbox, the grader's otherwise."""
         if sandboxed:
             env = {k: v for k, v in os.environ.items() if k in PASSED_NAMES or k.startswith(PASSED_PREFIXES)}
-            env.update(HOME="/tmp", TMPDIR="/tmp", USER="student", LOGNAME="student",
-                       MPLCONFIGDIR="/tmp/matplotlib", IPYTHONDIR="/tmp/ipython", PYTHONDONTWRITEBYTECODE="1")
+            env.update(
+                HOME="/tmp",
+                TMPDIR="/tmp",
+                USER="student",
+                LOGNAME="student",
+                MPLCONFIGDIR="/tmp/matplotlib",
+                IPYTHONDIR="/tmp/ipython",
+                PYTHONDONTWRITEBYTECODE="1",
+            )
         else:
             env = dict(os.environ)
         env["NBGRADER_EXECUTION"] = "autograde"
@@ -213,15 +241,19 @@ class SandboxedExecute(Execute):
             "hidden": private_paths(find_coursedir(self), exchange_root) + list(self.hidden_paths),
             "env": self.kernel_environment(sandboxed),
             "devices": sorted(glob.glob("/dev/nvidia*")) if self.gpu else [],
-            "limits": {"memory": parse_size(self.memory_limit), "cpu": self.cpu_time_limit,
-                       "wall": self.notebook_time_limit, "processes": self.max_processes,
-                       "file_size": parse_size(self.max_file_size), "tmp_size": parse_size(self.tmp_size)},
+            "limits": {
+                "memory": parse_size(self.memory_limit),
+                "cpu": self.cpu_time_limit,
+                "wall": self.notebook_time_limit,
+                "processes": self.max_processes,
+                "file_size": parse_size(self.max_file_size),
+                "tmp_size": parse_size(self.tmp_size),
+            },
         }
 
     def create_kernel_manager(self) -> SandboxKernelManager:
         name = self.kernel_name or self.nb.metadata.get("kernelspec", {}).get("name") or "python3"
-        self.km = self._sandbox_km = SandboxKernelManager(kernel_name=name,
-                                                          config=self.config, settings=self._settings)
+        self.km = self._sandbox_km = SandboxKernelManager(kernel_name=name, config=self.config, settings=self._settings)
         return self.km
 
     def preprocess_cell(self, cell, resources, index):

@@ -10,6 +10,7 @@ followed); and no student code runs before the notebook's first locked code cell
 (the setup cell that captures the test helpers). :class:`RestoreStructure` applies it
 as the first step of ``nbgrader autograde``'s sanitizing pass.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,7 +23,6 @@ from nbformat.v4.nbbase import random_cell_id
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from .paths import find_coursedir, release_notebook_path
-
 
 # Prefix of the notes RestoreStructure logs (python -m grading collects them into its reports).
 LOG_PREFIX = "grading: sanitize: "
@@ -47,9 +47,10 @@ def read_submission(path: str) -> tuple[nbformat.NotebookNode, list[str]]:
     except ValueError as error:
         data = None
         first_error = error
-        for name, attempt in (("control characters in strings", lambda: json.loads(text, strict=False)),
-                              ("text after the notebook's end",
-                               lambda: json.JSONDecoder(strict=False).raw_decode(text.lstrip())[0])):
+        for name, attempt in (
+            ("control characters in strings", lambda: json.loads(text, strict=False)),
+            ("text after the notebook's end", lambda: json.JSONDecoder(strict=False).raw_decode(text.lstrip())[0]),
+        ):
             try:
                 data = attempt()
             except ValueError:
@@ -57,8 +58,9 @@ def read_submission(path: str) -> tuple[nbformat.NotebookNode, list[str]]:
             notes.append(f"{os.path.basename(path)}: malformed JSON repaired ({name}; was: {first_error})")
             break
         if data is None:
-            raise UnreadableNotebook(f"{os.path.basename(path)} is not valid JSON and cannot be repaired: "
-                                     f"{first_error}") from first_error
+            raise UnreadableNotebook(
+                f"{os.path.basename(path)} is not valid JSON and cannot be repaired: {first_error}"
+            ) from first_error
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise UnreadableNotebook(f"{os.path.basename(path)} is JSON but not a notebook (no list of cells)")
     try:
@@ -86,8 +88,9 @@ def _plain(cell) -> nbformat.NotebookNode:
     return cell
 
 
-def restore_structure(submission: nbformat.NotebookNode,
-                      release: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
+def restore_structure(
+    submission: nbformat.NotebookNode, release: nbformat.NotebookNode
+) -> tuple[nbformat.NotebookNode, list[str]]:
     """The submission rebuilt around ``release``'s graded cells; and what was changed.
 
     Both notebooks are nbformat 4. Graded cells are those with an nbgrader ``grade_id``
@@ -147,7 +150,7 @@ def restore_structure(submission: nbformat.NotebookNode,
     first_locked_code = next((i for i, c in enumerate(cells) if c.cell_type == "code" and _is_locked(c)), None)
     if head_code and first_locked_code is not None:
         notes.append(f"{len(head_code)} code cell(s) above the first locked cell moved below it")
-        cells[first_locked_code + 1:first_locked_code + 1] = head_code
+        cells[first_locked_code + 1 : first_locked_code + 1] = head_code
         head = [c for c in head if c.cell_type != "code"]
     cells = head + cells
 
@@ -172,8 +175,10 @@ class RestoreStructure(NbGraderPreprocessor):
         info = resources["nbgrader"]
         path = release_notebook_path(find_coursedir(self), info["assignment"], info["notebook"])
         if not os.path.exists(path):
-            raise FileNotFoundError(f"grading: release notebook {path} is missing; run `python -m grading release "
-                                    f"{info['assignment']}` before grading")
+            raise FileNotFoundError(
+                f"grading: release notebook {path} is missing; run `python -m grading release "
+                f"{info['assignment']}` before grading"
+            )
         release = nbformat.read(path, as_version=4)
         nb, notes = restore_structure(nb, release)
         for note in notes:

@@ -3,6 +3,7 @@
 release -> collect -> preflight -> autograde -> feedback -> export; ``python -m grading``
 exposes each step as a command (see :mod:`grading.__main__`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -83,8 +84,14 @@ def _failure_from_log(result: dict) -> str:
     found = re.search(r"\w+: grading: (.*)", log)
     if found:
         return found.group(1).strip()
-    errors = [line for line in log.splitlines() if line.strip() and "There was an error processing" not in line
-              and "Please see" not in line and not line.startswith(("[INFO]", "[WARNING]", "[DEBUG]"))]
+    errors = [
+        line
+        for line in log.splitlines()
+        if line.strip()
+        and "There was an error processing" not in line
+        and "Please see" not in line
+        and not line.startswith(("[INFO]", "[WARNING]", "[DEBUG]"))
+    ]
     return errors[-1].strip() if errors else "autograde failed (no message)"
 
 
@@ -96,8 +103,9 @@ def _cell_scores(gb: Gradebook, assignment: str, notebook: str, student: str) ->
         return {}
 
 
-def preflight_verdict(notebook: str, points: dict[str, float],
-                      scores: dict[str, dict[str, float]]) -> tuple[list[str], str]:
+def preflight_verdict(
+    notebook: str, points: dict[str, float], scores: dict[str, dict[str, float]]
+) -> tuple[list[str], str]:
     """What is wrong with the preflight copies' ``scores`` (student -> cell -> score) given the
     test cells' ``points``; and a one-line summary."""
     problems = []
@@ -106,15 +114,20 @@ def preflight_verdict(notebook: str, points: dict[str, float],
         if got["preflight-solution"] != maximum:
             problems.append(f"{notebook}/{cell}: the solution scores {got['preflight-solution']} of {maximum}")
         if got["preflight-blank"] != 0:
-            problems.append(f"{notebook}/{cell}: the blank exercise scores {got['preflight-blank']} "
-                            f"(a test that passes on the stub)")
+            problems.append(
+                f"{notebook}/{cell}: the blank exercise scores {got['preflight-blank']} "
+                f"(a test that passes on the stub)"
+            )
         if got["preflight-tampered"] != maximum:
-            problems.append(f"{notebook}/{cell}: a tampered solution scores {got['preflight-tampered']} of "
-                            f"{maximum} (tests or points were not restored)")
+            problems.append(
+                f"{notebook}/{cell}: a tampered solution scores {got['preflight-tampered']} of "
+                f"{maximum} (tests or points were not restored)"
+            )
     total = sum(points.values())
-    summary = ", ".join(f"{student.removeprefix('preflight-')} "
-                        f"{sum(scores[student].get(cell) or 0 for cell in points)}/{total}"
-                        for student in PREFLIGHT_STUDENTS)
+    summary = ", ".join(
+        f"{student.removeprefix('preflight-')} {sum(scores[student].get(cell) or 0 for cell in points)}/{total}"
+        for student in PREFLIGHT_STUDENTS
+    )
     return problems, f"{notebook}: {summary}"
 
 
@@ -169,8 +182,9 @@ class Course:
             os.environ["PATH"] = os.pathsep.join(filter(None, [scripts, os.environ.get("PATH")]))
         # Kernels started outside the sandbox (validate) import grading.checks too.
         if grading_package_root() not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [grading_package_root(),
-                                                                      os.environ.get("PYTHONPATH")]))
+            os.environ["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [grading_package_root(), os.environ.get("PYTHONPATH")])
+            )
         self.root = os.path.abspath(root)
         self.config = config if config is not None else load_config(self.root)
         self.api = NbGraderAPI(config=self.config)
@@ -238,19 +252,23 @@ class Course:
         tampered solution (tests emptied, points inflated, a test cell deleted: full marks and the
         original maximum expected) exactly as students will be graded, in a scratch gradebook
         (SQLite, whatever the course's ``db_url``) where the assignment is generated afresh from
-        its source, as ``release`` records it. Where the solution loses points, it is also validated outside the sandbox, to
-        tell broken code (fails there too) from a grading environment that breaks it."""
+        its source, as ``release`` records it. Where the solution loses points, it is also validated
+        outside the sandbox, to tell broken code (fails there too) from a grading environment that breaks it."""
         names = self.notebook_names(assignment)
         if not names:
             return PreflightResult(False, [f"no notebooks in the source directory of {assignment}"])
         if not all(os.path.exists(release_notebook_path(self.coursedir, assignment, nb)) for nb in names):
-            return PreflightResult(False, [f"{assignment} is not released: run `python -m grading release "
-                                           f"{assignment}` first"])
+            return PreflightResult(
+                False, [f"{assignment} is not released: run `python -m grading release {assignment}` first"]
+            )
         source_dir = self._directory(self.coursedir.source_directory, ".", assignment)
         solutions = {nb: nbformat.read(os.path.join(source_dir, nb + ".ipynb"), 4) for nb in names}
         releases = {nb: nbformat.read(release_notebook_path(self.coursedir, assignment, nb), 4) for nb in names}
-        copies = {"preflight-solution": solutions, "preflight-blank": releases,
-                  "preflight-tampered": {nb: _tampered(solution) for nb, solution in solutions.items()}}
+        copies = {
+            "preflight-solution": solutions,
+            "preflight-blank": releases,
+            "preflight-tampered": {nb: _tampered(solution) for nb, solution in solutions.items()},
+        }
         problems, summaries, short = [], [], []
         with tempfile.TemporaryDirectory(prefix="grading-preflight-") as scratch:
             os.chmod(scratch, 0o711)  # a sandbox's unprivileged user must reach its submission inside
@@ -259,8 +277,9 @@ class Course:
             api = NbGraderAPI(config=config)
             generated = api.generate_assignment(assignment, force=True, create=True)
             if not generated["success"]:
-                return PreflightResult(False, [f"generating {assignment} for the preflight failed: "
-                                               f"{_failure_from_log(generated)}"])
+                return PreflightResult(
+                    False, [f"generating {assignment} for the preflight failed: {_failure_from_log(generated)}"]
+                )
             for student, notebooks in copies.items():
                 target = api.coursedir.format_path(api.coursedir.submitted_directory, student, assignment)
                 os.makedirs(target)
@@ -282,9 +301,14 @@ class Course:
             validator.ignore_checksums = True
         for nb in short:
             failed = validator.validate(os.path.join(source_dir, nb + ".ipynb")).get("failed", [])
-            problems.append(f"{nb}: outside the sandbox the solution " + (
-                f"fails {len(failed)} test cell(s) too: the code or the course's environment is broken" if failed
-                else "passes: the grading environment (sandbox, limits, missing packages) breaks it"))
+            problems.append(
+                f"{nb}: outside the sandbox the solution "
+                + (
+                    f"fails {len(failed)} test cell(s) too: the code or the course's environment is broken"
+                    if failed
+                    else "passes: the grading environment (sandbox, limits, missing packages) breaks it"
+                )
+            )
         return PreflightResult(not problems, problems + summaries)
 
     # -- autograde -----------------------------------------------------------------------------
@@ -353,8 +377,9 @@ class Course:
     def record(self, assignment: str, attempt: Attempt) -> dict:
         """Store the report of ``attempt`` (and the originals of repaired notebooks next to it),
         from what the gradebook and the autograded directory now hold; the report."""
-        backups = os.path.join(os.path.dirname(report_path(self.coursedir, assignment, attempt.student)),
-                               attempt.student)
+        backups = os.path.join(
+            os.path.dirname(report_path(self.coursedir, assignment, attempt.student)), attempt.student
+        )
         for name, original in attempt.originals.items():
             os.makedirs(backups, exist_ok=True)
             with open(os.path.join(backups, name + ".original"), "wb") as f:
@@ -362,28 +387,41 @@ class Course:
         if not attempt.succeeded:
             with self.api.gradebook as gb:  # so that the export lists the student, as failed
                 gb.update_or_create_student(attempt.student)
-        return grade_submission(self.coursedir, assignment, attempt.student, succeeded=attempt.succeeded,
-                                failure=attempt.failure, notes=attempt.notes, problems=attempt.problems,
-                                review=attempt.review, seconds=attempt.seconds)
+        return grade_submission(
+            self.coursedir,
+            assignment,
+            attempt.student,
+            succeeded=attempt.succeeded,
+            failure=attempt.failure,
+            notes=attempt.notes,
+            problems=attempt.problems,
+            review=attempt.review,
+            seconds=attempt.seconds,
+        )
 
     # -- feedback ------------------------------------------------------------------------------
     def feedback(self, assignment: str, students: list[str] | None = None) -> list[str]:
         """HTML feedback for each graded submission, without hidden tests; the files written."""
         if students is None:
-            students = [s for s in self.submitted_students(assignment)
-                        if (read_report(self.coursedir, assignment, s) or {}).get("status") != "failed"]
+            students = [
+                s
+                for s in self.submitted_students(assignment)
+                if (read_report(self.coursedir, assignment, s) or {}).get("status") != "failed"
+            ]
         hidden = []
         for nb in self.notebook_names(assignment):
             source = nbformat.read(
-                os.path.join(self._directory(self.coursedir.source_directory, ".", assignment), nb + ".ipynb"), 4)
+                os.path.join(self._directory(self.coursedir.source_directory, ".", assignment), nb + ".ipynb"), 4
+            )
             hidden += [line for cell in source.cells for line in strip_hidden(cell.source)[1]]
         written = []
         for student in students:
             result = self.api.generate_feedback(assignment, student, force=True)
             if not result["success"]:
                 raise StepFailed(f"feedback for {student} failed: {_failure_from_log(result)}")
-            for path in glob.glob(os.path.join(self._directory(self.coursedir.feedback_directory, student,
-                                                               assignment), "*.html")):
+            for path in glob.glob(
+                os.path.join(self._directory(self.coursedir.feedback_directory, student, assignment), "*.html")
+            ):
                 with open(path) as f:
                     leaks = leaked_lines(f.read(), hidden)
                 if leaks:

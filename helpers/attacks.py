@@ -9,6 +9,7 @@ visualization and representation inversion.
 
 Images are N x C x H x W with pixels in [0, 1]; ``eps`` and ``alpha`` are in pixel units.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,9 +79,22 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return F.cross_entropy(model(x), y, reduction="none")
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, *, eps: float, alpha: float, steps: int,
-        norm: str = "linf", targeted: bool = False, random_start: bool = True, restarts: int = 1,
-        loss_fn: LossFn | None = None, batch_size: int | None = None, progress: bool = False) -> torch.Tensor:
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str = "linf",
+    targeted: bool = False,
+    random_start: bool = True,
+    restarts: int = 1,
+    loss_fn: LossFn | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """Projected gradient descent (Madry et al. 2018) in the ``norm`` ball of radius ``eps``.
 
     Each step moves ``alpha`` along the threat model's steepest-ascent direction of the
@@ -130,23 +144,53 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, *, eps: float
         for chunk in tqdm(chunks, desc="PGD", disable=not progress, leave=False):
             xb = x[chunk].to(device)
             yb = y[chunk].to(device) if y is not None else None
-            x_adv[chunk] = _pgd_restarts(model, xb, yb, threat, float(eps), float(alpha), steps, sign,
-                                         random_start, restarts, objective, track_success=loss_fn is None)
+            x_adv[chunk] = _pgd_restarts(
+                model,
+                xb,
+                yb,
+                threat,
+                float(eps),
+                float(alpha),
+                steps,
+                sign,
+                random_start,
+                restarts,
+                objective,
+                track_success=loss_fn is None,
+            )
     return x_adv
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, targeted: bool = False,
-         loss_fn: LossFn | None = None, batch_size: int | None = None) -> torch.Tensor:
+def fgsm(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    targeted: bool = False,
+    loss_fn: LossFn | None = None,
+    batch_size: int | None = None,
+) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al. 2015): ``clamp(x + eps * sign(grad), 0, 1)``.
 
     One L-inf step of length ``eps`` from ``x`` (no random start); arguments as in ``pgd``.
     """
-    return pgd(model, x, y, eps=eps, alpha=eps, steps=1, norm="linf", targeted=targeted,
-               random_start=False, loss_fn=loss_fn, batch_size=batch_size)
+    return pgd(
+        model,
+        x,
+        y,
+        eps=eps,
+        alpha=eps,
+        steps=1,
+        norm="linf",
+        targeted=targeted,
+        random_start=False,
+        loss_fn=loss_fn,
+        batch_size=batch_size,
+    )
 
 
-def _pgd_restarts(model, x, y, threat, eps, alpha, steps, sign, random_start, restarts, objective,
-                  track_success):
+def _pgd_restarts(model, x, y, threat, eps, alpha, steps, sign, random_start, restarts, objective, track_success):
     best = None
     for _ in range(restarts):
         candidate = _pgd_run(model, x, y, threat, eps, alpha, steps, sign, random_start, objective)
@@ -187,8 +231,15 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> torc
         return torch.cat([model(x[chunk].to(device)).to(x.device) for chunk in batches(x.shape[0], batch_size)])
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: Attack | None = None,
-             batch_size: int = 256, progress: bool = False) -> float:
+def accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    attack: Attack | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> float:
     """Share of examples classified correctly, clean or under ``attack``.
 
     ``attack(model, x, y) -> x_adv`` is any attack, e.g.

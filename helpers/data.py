@@ -6,6 +6,7 @@ training and 1,000 test digits (400 / 100 per class, chosen by a fixed seed), ea
 in a fixed shuffled order (so ``x[:16]`` shows a mix of classes). It needs
 no download, so the course, its checkpoints and its tests run offline.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,7 +17,16 @@ import torch
 
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 CLASS_NAMES = {"mnist": MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}
 SPLITS = ("train", "test")
@@ -30,8 +40,9 @@ def class_names(name: str) -> tuple[str, ...]:
     return CLASS_NAMES[name]
 
 
-def load_dataset(name: str = "mnist", split: str = "train", root: str | Path | None = None,
-                 *, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def load_dataset(
+    name: str = "mnist", split: str = "train", root: str | Path | None = None, *, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a whole split as tensors ``(x, y)``.
 
     Args:
@@ -72,9 +83,9 @@ def _embedded_mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
     pixels, labels = mnist_data()  # (5000, 784) in 0..255, (5000,)
     rng = np.random.default_rng(EMBEDDED_SPLIT_SEED)
-    test_index = np.concatenate([
-        rng.permutation(np.flatnonzero(labels == label))[:EMBEDDED_TEST_PER_CLASS] for label in range(10)
-    ])
+    test_index = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == label))[:EMBEDDED_TEST_PER_CLASS] for label in range(10)]
+    )
     is_test = np.zeros(len(labels), dtype=bool)
     is_test[test_index] = True
     keep = rng.permutation(np.flatnonzero(is_test if split == "test" else ~is_test))  # mix the classes
@@ -114,10 +125,12 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[tor
     except (RuntimeError, OSError) as error:  # not on disk, and no download possible
         raise RuntimeError(
             f"{name} ({split}) is not in {root} and could not be downloaded ({error}). "
-            + ("Use load_dataset('mnist') without root for the embedded 5,000 digits, or "
-               if name == "mnist" else
-               "Pass root= an ImageFolder directory with train/ and test/ class folders "
-               "(e.g. ../shared/data/cifar10-subset), or ")
+            + (
+                "Use load_dataset('mnist') without root for the embedded 5,000 digits, or "
+                if name == "mnist"
+                else "Pass root= an ImageFolder directory with train/ and test/ class folders "
+                "(e.g. ../shared/data/cifar10-subset), or "
+            )
             + "copy torchvision's files into root on a machine with internet access."
         ) from error
     data = torch.as_tensor(np.asarray(dataset.data))

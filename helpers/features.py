@@ -11,6 +11,7 @@ representation. For robust models both give images that look like digits (their
 representations are perceptually aligned, Engstrom et al. 2019); for standard models,
 noise-like patterns.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,8 +35,9 @@ def representation(model: nn.Module, x: torch.Tensor, *, batch_size: int | None 
     check_images(x)
     device = model_device(model)
     with eval_mode(model), torch.no_grad():
-        return torch.cat([model.representation(x[chunk].to(device)).to(x.device)
-                          for chunk in batches(x.shape[0], batch_size)])
+        return torch.cat(
+            [model.representation(x[chunk].to(device)).to(x.device) for chunk in batches(x.shape[0], batch_size)]
+        )
 
 
 def noise_like(x: torch.Tensor, *, seed: int | None = None) -> torch.Tensor:
@@ -48,9 +50,18 @@ def noise_like(x: torch.Tensor, *, seed: int | None = None) -> torch.Tensor:
     return torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
-def maximize_neuron(model: nn.Module, neuron: int | torch.Tensor, start: torch.Tensor, *, eps: float,
-                    alpha: float, steps: int, norm: str = "l2", batch_size: int | None = None,
-                    progress: bool = False) -> torch.Tensor:
+def maximize_neuron(
+    model: nn.Module,
+    neuron: int | torch.Tensor,
+    start: torch.Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str = "l2",
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """Images that excite one neuron of the representation: PGD ascent on its activation.
 
     Args:
@@ -70,8 +81,19 @@ def maximize_neuron(model: nn.Module, neuron: int | torch.Tensor, start: torch.T
     """
     check_images(start, "start")
     neurons = _neuron_indices(model, start, neuron)
-    return pgd(model, start, neurons, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=False,
-               loss_fn=_activation, batch_size=batch_size, progress=progress)
+    return pgd(
+        model,
+        start,
+        neurons,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        norm=norm,
+        random_start=False,
+        loss_fn=_activation,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def _activation(model: nn.Module, x: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
@@ -79,9 +101,18 @@ def _activation(model: nn.Module, x: torch.Tensor, neurons: torch.Tensor) -> tor
     return model.representation(x).gather(1, neurons.unsqueeze(1)).squeeze(1)
 
 
-def invert_representation(model: nn.Module, target_x: torch.Tensor, start: torch.Tensor, *, eps: float,
-                          alpha: float, steps: int, norm: str = "l2", batch_size: int | None = None,
-                          progress: bool = False) -> torch.Tensor:
+def invert_representation(
+    model: nn.Module,
+    target_x: torch.Tensor,
+    start: torch.Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str = "l2",
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """Images whose representation matches ``target_x``'s: PGD descent on the distance.
 
     Minimizes ``||representation(x)[i] - representation(target_x)[i]||_2`` for each i,
@@ -102,20 +133,34 @@ def invert_representation(model: nn.Module, target_x: torch.Tensor, start: torch
     check_images(target_x, "target_x")
     check_images(start, "start")
     if target_x.shape != start.shape:
-        raise ValueError(f"target_x and start must have the same shape, got {tuple(target_x.shape)} "
-                         f"and {tuple(start.shape)}")
+        raise ValueError(
+            f"target_x and start must have the same shape, got {tuple(target_x.shape)} and {tuple(start.shape)}"
+        )
     goal = representation(model, target_x, batch_size=batch_size).to(model_device(model))
 
     def distance(model: nn.Module, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         return (model.representation(x) - goal[index]).norm(dim=1)
 
     index = torch.arange(start.shape[0], device=start.device)  # row of each image's goal, chunked with it
-    return pgd(model, start, index, eps=eps, alpha=alpha, steps=steps, norm=norm, targeted=True,
-               random_start=False, loss_fn=distance, batch_size=batch_size, progress=progress)
+    return pgd(
+        model,
+        start,
+        index,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        norm=norm,
+        targeted=True,
+        random_start=False,
+        loss_fn=distance,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
-def top_activating(model: nn.Module, x: torch.Tensor, neuron: int, k: int, *,
-                   batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def top_activating(
+    model: nn.Module, x: torch.Tensor, neuron: int, k: int, *, batch_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` images of ``x`` that excite representation neuron ``neuron`` the most.
 
     Returns:
@@ -147,5 +192,7 @@ def _neuron_indices(model: nn.Module, x: torch.Tensor, neuron: int | torch.Tenso
 
 def _check_neuron_range(neurons: torch.Tensor, size: int) -> None:
     if neurons.numel() and (neurons.min().item() < 0 or neurons.max().item() >= size):
-        raise ValueError(f"neuron index out of range: the representation has {size} neurons, "
-                         f"got indices in [{neurons.min().item()}, {neurons.max().item()}]")
+        raise ValueError(
+            f"neuron index out of range: the representation has {size} neurons, "
+            f"got indices in [{neurons.min().item()}, {neurons.max().item()}]"
+        )

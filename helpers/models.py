@@ -5,6 +5,7 @@ layer (``Normalize``), so attacks and attributions work in pixel space. Every mo
 exposes ``representation(x)``, the penultimate layer (after its ReLU / pooling), and
 ``head``, the final linear layer: ``model(x) == model.head(model.representation(x))``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,11 +47,15 @@ class MnistCNN(nn.Module):
         super().__init__()
         self.normalize = Normalize(MNIST_MEAN, MNIST_STD)
         self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
             nn.Flatten(),
-            nn.Linear(2 * width * 7 * 7, rep_dim), nn.ReLU(),
+            nn.Linear(2 * width * 7 * 7, rep_dim),
+            nn.ReLU(),
         )
         self.head = nn.Linear(rep_dim, num_classes)
 
@@ -73,7 +78,8 @@ class PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.shortcut = (
             nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
-            if stride != 1 or in_channels != out_channels else nn.Identity()
+            if stride != 1 or in_channels != out_channels
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,8 +171,9 @@ def load_card(name: str, directory: str | Path = MODELS_DIR) -> dict:
     return json.loads(path.read_text())
 
 
-def load_pretrained(name: str, *, device: str | torch.device | None = None,
-                    directory: str | Path = MODELS_DIR) -> nn.Module:
+def load_pretrained(
+    name: str, *, device: str | torch.device | None = None, directory: str | Path = MODELS_DIR
+) -> nn.Module:
     """A shipped checkpoint, verified against its card's SHA-256, in eval mode.
 
     Args:

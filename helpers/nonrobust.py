@@ -29,6 +29,7 @@ CPU time, measured on one core of a shared machine for 1,000 MNIST digits and
 steps about 12 s; ``make_robust_dataset`` / ``make_nonrobust_dataset`` at 100 steps about
 80 s. Time grows linearly with images x steps.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -63,9 +64,21 @@ class RelabeledDataset:
         return self.x.shape[0]
 
 
-def make_d_rand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float, steps: int,
-                norm: str = "l2", num_classes: int = 10, keep_successful: bool = False,
-                batch_size: int | None = 250, progress: bool = True, seed: int = 0) -> RelabeledDataset:
+def make_d_rand(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str = "l2",
+    num_classes: int = 10,
+    keep_successful: bool = False,
+    batch_size: int | None = 250,
+    progress: bool = True,
+    seed: int = 0,
+) -> RelabeledDataset:
     """D_rand: each image attacked towards a uniformly random class other than its own.
 
     Targeted PGD (from the clean image, no random start) on the standard ``model``
@@ -84,35 +97,94 @@ def make_d_rand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: floa
     _check_labels(y, x, num_classes)
     generator = torch.Generator().manual_seed(seed)
     shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)  # uniform in 1 .. C-1
-    return _relabel(model, x, y, (y + shift) % num_classes, eps=eps, alpha=alpha, steps=steps, norm=norm,
-                    keep_successful=keep_successful, batch_size=batch_size, progress=progress)
+    return _relabel(
+        model,
+        x,
+        y,
+        (y + shift) % num_classes,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        norm=norm,
+        keep_successful=keep_successful,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
-def make_d_det(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float, steps: int,
-               norm: str = "l2", num_classes: int = 10, keep_successful: bool = False,
-               batch_size: int | None = 250, progress: bool = True) -> RelabeledDataset:
+def make_d_det(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str = "l2",
+    num_classes: int = 10,
+    keep_successful: bool = False,
+    batch_size: int | None = 250,
+    progress: bool = True,
+) -> RelabeledDataset:
     """D_det: each image attacked towards the next class, ``(y + 1) mod C``, and relabelled so.
 
     Arguments as in ``make_d_rand`` (the targets are deterministic, so no seed).
     """
     _check_labels(y, x, num_classes)
-    return _relabel(model, x, y, (y + 1) % num_classes, eps=eps, alpha=alpha, steps=steps, norm=norm,
-                    keep_successful=keep_successful, batch_size=batch_size, progress=progress)
+    return _relabel(
+        model,
+        x,
+        y,
+        (y + 1) % num_classes,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        norm=norm,
+        keep_successful=keep_successful,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def _relabel(model, x, y, targets, *, eps, alpha, steps, norm, keep_successful, batch_size, progress):
-    x_adv = pgd(model, x, targets, eps=eps, alpha=alpha, steps=steps, norm=norm, targeted=True,
-                random_start=False, batch_size=batch_size, progress=progress)
+    x_adv = pgd(
+        model,
+        x,
+        targets,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        norm=norm,
+        targeted=True,
+        random_start=False,
+        batch_size=batch_size,
+        progress=progress,
+    )
     succeeded = predict(model, x_adv).argmax(dim=1).to(targets.device) == targets
     keep = succeeded if keep_successful else torch.ones_like(succeeded)
-    return RelabeledDataset(x=x_adv[keep], y=targets[keep], original_y=y[keep].clone(), succeeded=succeeded[keep],
-                            index=torch.arange(len(y), device=y.device)[keep],
-                            success_rate=succeeded.float().mean().item())
+    return RelabeledDataset(
+        x=x_adv[keep],
+        y=targets[keep],
+        original_y=y[keep].clone(),
+        succeeded=succeeded[keep],
+        index=torch.arange(len(y), device=y.device)[keep],
+        success_rate=succeeded.float().mean().item(),
+    )
 
 
-def make_robust_dataset(robust_model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float,
-                        steps: int, norm: str = "l2", batch_size: int | None = 250, progress: bool = True,
-                        seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_robust_dataset(
+    robust_model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str = "l2",
+    batch_size: int | None = 250,
+    progress: bool = True,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """D_R: images that the robust model represents like ``x``, found from other images.
 
     For each ``x[i]``, starts from another image ``x[j]`` of the set (j != i, uniformly
@@ -142,14 +214,33 @@ def make_robust_dataset(robust_model: nn.Module, x: torch.Tensor, y: torch.Tenso
         raise ValueError("the set needs at least 2 images: each one starts from another")
     generator = torch.Generator().manual_seed(seed)
     others = (torch.arange(n) + torch.randint(1, n, (n,), generator=generator)) % n  # j != i
-    x_new = invert_representation(robust_model, x, x[others.to(x.device)], eps=eps, alpha=alpha, steps=steps,
-                                  norm=norm, batch_size=batch_size, progress=progress)
+    x_new = invert_representation(
+        robust_model,
+        x,
+        x[others.to(x.device)],
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        norm=norm,
+        batch_size=batch_size,
+        progress=progress,
+    )
     return x_new, y.clone()
 
 
-def make_nonrobust_dataset(standard_model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-                           alpha: float, steps: int, norm: str = "l2", batch_size: int | None = 250,
-                           progress: bool = True, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_nonrobust_dataset(
+    standard_model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str = "l2",
+    batch_size: int | None = 250,
+    progress: bool = True,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """D_NR: the construction of ``make_robust_dataset`` with a standard model.
 
     With a bounded ``eps`` the images keep looking like their start images while the
@@ -160,8 +251,18 @@ def make_nonrobust_dataset(standard_model: nn.Module, x: torch.Tensor, y: torch.
     in 93%; unconstrained (eps 1e3) the standard model's inversion redraws the digit
     (the robust model agrees with the label in 99%).
     """
-    return make_robust_dataset(standard_model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm,
-                               batch_size=batch_size, progress=progress, seed=seed)
+    return make_robust_dataset(
+        standard_model,
+        x,
+        y,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        norm=norm,
+        batch_size=batch_size,
+        progress=progress,
+        seed=seed,
+    )
 
 
 def _check_labels(y: torch.Tensor, x: torch.Tensor, num_classes: int) -> None:

@@ -15,6 +15,7 @@ a percentile) live here, in ``saliency_image``: attribution functions return raw
 ``imshow`` draws a display array on an axes or redraws it in place, so ``draw_attack``
 and the explorers of ``helpers.widgets`` update their figures without making new ones.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -90,6 +91,7 @@ def _styled(function):
     def styled(*args, **kwargs):
         with style():
             return function(*args, **kwargs)
+
     return styled
 
 
@@ -177,8 +179,7 @@ def overlay_image(saliency: np.ndarray, *, mode: str = "abs") -> np.ndarray:
     return rgba
 
 
-def imshow(ax: Axes, array: np.ndarray, *, kind: str = "image", title: str | None = None,
-           layer: int = 0) -> AxesImage:
+def imshow(ax: Axes, array: np.ndarray, *, kind: str = "image", title: str | None = None, layer: int = 0) -> AxesImage:
     """Show a display array on ``ax``, or redraw in place the ``layer``-th image it already shows.
 
     ``kind`` picks the colormap and value range of a 2-D array: ``"image"`` (gray, [0, 1]),
@@ -229,8 +230,15 @@ def _panels(nrows: int, ncols: int, *, height: float = PANEL_INCHES) -> tuple[Fi
 
 
 @_styled
-def show_images(x: torch.Tensor, labels=None, *, class_names: Sequence[str] | None = None, probs=None,
-                ncols: int = 8, title: str | None = None) -> Figure:
+def show_images(
+    x: torch.Tensor,
+    labels=None,
+    *,
+    class_names: Sequence[str] | None = None,
+    probs=None,
+    ncols: int = 8,
+    title: str | None = None,
+) -> Figure:
     """A grid of images, each titled with its class and confidence.
 
     Args:
@@ -254,17 +262,30 @@ def show_images(x: torch.Tensor, labels=None, *, class_names: Sequence[str] | No
         if i >= n:
             ax.remove()
             continue
-        imshow(ax, image_array(x[i]), title=caption(None if labels is None else labels[i],
-                                                    None if probs is None else probs[i], class_names))
+        imshow(
+            ax,
+            image_array(x[i]),
+            title=caption(None if labels is None else labels[i], None if probs is None else probs[i], class_names),
+        )
     if title is not None:
         fig.suptitle(title)
     return fig
 
 
 @_styled
-def compare_models(x: torch.Tensor | None, columns: Mapping[str, torch.Tensor], *, kind: str = "saliency",
-                   mode: str = "abs", reduce: str = "max", percentile: float = 99.0, overlay: bool = False,
-                   labels=None, class_names: Sequence[str] | None = None, title: str | None = None) -> Figure:
+def compare_models(
+    x: torch.Tensor | None,
+    columns: Mapping[str, torch.Tensor],
+    *,
+    kind: str = "saliency",
+    mode: str = "abs",
+    reduce: str = "max",
+    percentile: float = 99.0,
+    overlay: bool = False,
+    labels=None,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
     """Columns of maps or images side by side, one row per image: e.g. standard vs robust.
 
     Args:
@@ -305,8 +326,13 @@ def compare_models(x: torch.Tensor | None, columns: Mapping[str, torch.Tensor], 
                 imshow(ax, image_array(values[i]))
             elif overlay:
                 imshow(ax, OVERLAY_BASE * _gray(image_array(x[i])))
-                imshow(ax, overlay_image(saliency_image(values[i], mode=mode, reduce=reduce,
-                                                        percentile=percentile), mode=mode), layer=1)
+                imshow(
+                    ax,
+                    overlay_image(
+                        saliency_image(values[i], mode=mode, reduce=reduce, percentile=percentile), mode=mode
+                    ),
+                    layer=1,
+                )
             else:
                 imshow(ax, saliency_image(values[i], mode=mode, reduce=reduce, percentile=percentile), kind=mode)
             if i == 0:
@@ -318,21 +344,48 @@ def compare_models(x: torch.Tensor | None, columns: Mapping[str, torch.Tensor], 
     return fig
 
 
-def show_saliency(x: torch.Tensor, maps: torch.Tensor | Mapping[str, torch.Tensor], *, mode: str = "abs",
-                  reduce: str = "max", percentile: float = 99.0, overlay: bool = False, labels=None,
-                  class_names: Sequence[str] | None = None, title: str | None = None) -> Figure:
+def show_saliency(
+    x: torch.Tensor,
+    maps: torch.Tensor | Mapping[str, torch.Tensor],
+    *,
+    mode: str = "abs",
+    reduce: str = "max",
+    percentile: float = 99.0,
+    overlay: bool = False,
+    labels=None,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
     """Images beside (or overlaid with) their saliency maps: rows = images, columns = methods.
 
     ``maps`` is one N x C x H x W tensor of raw maps (a column ``"saliency"``) or a dict
     method name -> maps; every other argument as in ``compare_models``.
     """
     columns = {"saliency": maps} if isinstance(maps, torch.Tensor) else maps
-    return compare_models(x, columns, kind="saliency", mode=mode, reduce=reduce, percentile=percentile,
-                          overlay=overlay, labels=labels, class_names=class_names, title=title)
+    return compare_models(
+        x,
+        columns,
+        kind="saliency",
+        mode=mode,
+        reduce=reduce,
+        percentile=percentile,
+        overlay=overlay,
+        labels=labels,
+        class_names=class_names,
+        title=title,
+    )
 
 
-def draw_attack(axes: Sequence[Axes], x: torch.Tensor, x_adv: torch.Tensor, probs, probs_adv, *,
-                label: int | None = None, class_names: Sequence[str] | None = None) -> None:
+def draw_attack(
+    axes: Sequence[Axes],
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    probs,
+    probs_adv,
+    *,
+    label: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> None:
     """Draw one attack on three axes, or redraw it in place: original, perturbation, adversarial.
 
     Args:
@@ -350,18 +403,32 @@ def draw_attack(axes: Sequence[Axes], x: torch.Tensor, x_adv: torch.Tensor, prob
     linf, l2 = np.abs(delta).max(), np.sqrt(np.square(delta).sum())
     heading = "original" if label is None else f"original, label {caption(label, class_names=class_names)}"
     imshow(axes[0], image_array(x))
-    axes[0].set_title(f"{heading}\n{caption(clean, probs[clean], class_names)}",
-                      color=WRONG_COLOR if label is not None and clean != label else "black")
-    imshow(axes[1], perturbation_image(delta), kind="signed",
-           title="perturbation (scaled)\n" + rf"$\|\delta\|_\infty$ {linf:.3f}   $\|\delta\|_2$ {l2:.2f}")
+    axes[0].set_title(
+        f"{heading}\n{caption(clean, probs[clean], class_names)}",
+        color=WRONG_COLOR if label is not None and clean != label else "black",
+    )
+    imshow(
+        axes[1],
+        perturbation_image(delta),
+        kind="signed",
+        title="perturbation (scaled)\n" + rf"$\|\delta\|_\infty$ {linf:.3f}   $\|\delta\|_2$ {l2:.2f}",
+    )
     imshow(axes[2], image_array(x_adv))
-    axes[2].set_title(f"adversarial\n{caption(adv, probs_adv[adv], class_names)}",
-                      color=WRONG_COLOR if adv != clean else "black")
+    axes[2].set_title(
+        f"adversarial\n{caption(adv, probs_adv[adv], class_names)}", color=WRONG_COLOR if adv != clean else "black"
+    )
 
 
 @_styled
-def attack_panel(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, *, y: torch.Tensor | None = None,
-                 class_names: Sequence[str] | None = None, title: str | None = None) -> Figure:
+def attack_panel(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    *,
+    y: torch.Tensor | None = None,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
     """Original, perturbation and adversarial image with the model's predictions, one row per image.
 
     The perturbation ``x_adv - x`` is divided by its largest magnitude to be visible
@@ -382,8 +449,15 @@ def attack_panel(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, *, y: t
     probs = F.softmax(predict(model, torch.cat([x, x_adv.to(x.device)])), dim=1).cpu()
     fig, axes = _panels(n, 3, height=PANEL_INCHES + 0.35)
     for i, row in enumerate(axes):
-        draw_attack(row, x[i], x_adv[i], probs[i], probs[n + i],
-                    label=None if labels is None else labels[i], class_names=class_names)
+        draw_attack(
+            row,
+            x[i],
+            x_adv[i],
+            probs[i],
+            probs[n + i],
+            label=None if labels is None else labels[i],
+            class_names=class_names,
+        )
     if title is not None:
         fig.suptitle(title)
     return fig
@@ -430,8 +504,13 @@ def training_curves(history, *, title: str | None = None) -> Figure:
 
 
 @_styled
-def accuracy_curve(eps_values: Sequence[float], accuracies: Mapping[str, Sequence[float]], *,
-                   norm: str | None = None, title: str | None = None) -> Figure:
+def accuracy_curve(
+    eps_values: Sequence[float],
+    accuracies: Mapping[str, Sequence[float]],
+    *,
+    norm: str | None = None,
+    title: str | None = None,
+) -> Figure:
     """Accuracy against the attack's eps, one line per model.
 
     Args:

@@ -17,6 +17,7 @@ the plotting code.
 The target of every method is ``None`` (the predicted class), an ``int`` (that class for
 every image) or an int64 tensor of shape (N,) (one class per image).
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,8 +58,9 @@ def resolve_targets(model: nn.Module, x: torch.Tensor, target: Target = None) ->
     return targets
 
 
-def gradient(model: nn.Module, x: torch.Tensor, target: Target = None, *,
-             batch_size: int | None = None) -> torch.Tensor:
+def gradient(
+    model: nn.Module, x: torch.Tensor, target: Target = None, *, batch_size: int | None = None
+) -> torch.Tensor:
     """Vanilla gradient saliency: the derivative of the target logit with respect to each pixel.
 
     Args:
@@ -75,9 +77,17 @@ def gradient(model: nn.Module, x: torch.Tensor, target: Target = None, *,
     return _gradients(model, x, targets, batch_size)
 
 
-def smoothgrad(model: nn.Module, x: torch.Tensor, target: Target = None, *, noise_level: float = 0.15,
-               n: int = 50, batch_size: int | None = None, squared: bool = False,
-               value_range: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+def smoothgrad(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    *,
+    noise_level: float = 0.15,
+    n: int = 50,
+    batch_size: int | None = None,
+    squared: bool = False,
+    value_range: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
     """SmoothGrad: the gradient averaged over ``n`` noisy copies ``x + N(0, sigma^2)``.
 
     ``sigma = noise_level * (value_range[1] - value_range[0])``: 0.15 on [0, 1] images,
@@ -112,9 +122,15 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Target = None, *, nois
     return (grads.square() if squared else grads).mean(dim=0)
 
 
-def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Target = None, *,
-                         baseline: torch.Tensor | None = None, steps: int = 50,
-                         batch_size: int | None = None) -> torch.Tensor:
+def integrated_gradients(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    *,
+    baseline: torch.Tensor | None = None,
+    steps: int = 50,
+    batch_size: int | None = None,
+) -> torch.Tensor:
     """Integrated gradients: ``(x - baseline)`` times the gradient averaged along the path.
 
     The path integral ``int_0^1 grad f(baseline + a (x - baseline)) da`` is taken with the
@@ -140,15 +156,16 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Target = Non
     try:
         baseline = baseline.to(x.device).expand_as(x)
     except RuntimeError as error:
-        raise ValueError(f"baseline of shape {tuple(baseline.shape)} does not broadcast to x's {tuple(x.shape)}") from error
+        raise ValueError(
+            f"baseline of shape {tuple(baseline.shape)} does not broadcast to x's {tuple(x.shape)}"
+        ) from error
     fractions = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
     path = baseline + fractions.view(-1, 1, 1, 1, 1) * (x - baseline)  # steps x N x C x H x W
     grads = _gradients(model, path.flatten(0, 1), targets.repeat(steps), batch_size).view(steps, *x.shape)
     return (x - baseline) * grads.mean(dim=0)
 
 
-def _gradients(model: nn.Module, points: torch.Tensor, targets: torch.Tensor,
-               batch_size: int | None) -> torch.Tensor:
+def _gradients(model: nn.Module, points: torch.Tensor, targets: torch.Tensor, batch_size: int | None) -> torch.Tensor:
     """Gradients of the target logits at ``points`` (M x C x H x W), batch by batch, on ``points``' device."""
     device = model_device(model)
     grads = torch.empty_like(points)
@@ -186,12 +203,21 @@ def cascade_layers(model: nn.Module) -> list[str]:
     The order is the reverse of the modules' registration order; for the course's models
     that runs from ``head`` down to the first convolution.
     """
-    return [name for name, module in reversed(list(model.named_modules()))
-            if hasattr(module, "reset_parameters") and list(module.parameters(recurse=False))]
+    return [
+        name
+        for name, module in reversed(list(model.named_modules()))
+        if hasattr(module, "reset_parameters") and list(module.parameters(recurse=False))
+    ]
 
 
-def sanity_check(model: nn.Module, x: torch.Tensor, target: Target = None, *,
-                 method: SaliencyMethod = gradient, layers: Sequence[str] | None = None) -> list[RandomizationRecord]:
+def sanity_check(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    *,
+    method: SaliencyMethod = gradient,
+    layers: Sequence[str] | None = None,
+) -> list[RandomizationRecord]:
     """Model-parameter randomization test (Adebayo et al. 2018), cascading from the top.
 
     On a deep copy of ``model`` (the caller's model is untouched), re-initializes the
@@ -218,8 +244,9 @@ def sanity_check(model: nn.Module, x: torch.Tensor, target: Target = None, *,
     modules = dict(model.named_modules())
     for name in names:
         if name not in modules or not hasattr(modules[name], "reset_parameters"):
-            raise ValueError(f"{name!r} is not a module of the model with reset_parameters; choose from "
-                             f"{cascade_layers(model)}")
+            raise ValueError(
+                f"{name!r} is not a module of the model with reset_parameters; choose from {cascade_layers(model)}"
+            )
     targets = resolve_targets(model, x, target)
     original = method(model, x, targets)
     randomized = copy.deepcopy(model)
@@ -227,8 +254,9 @@ def sanity_check(model: nn.Module, x: torch.Tensor, target: Target = None, *,
     for name in names:
         randomized.get_submodule(name).reset_parameters()
         maps = method(randomized, x, targets)
-        records.append(RandomizationRecord(name, mean_spearman(original, maps),
-                                           mean_spearman(original.abs(), maps.abs()), maps))
+        records.append(
+            RandomizationRecord(name, mean_spearman(original, maps), mean_spearman(original.abs(), maps.abs()), maps)
+        )
     return records
 
 
@@ -243,8 +271,9 @@ def mean_spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(np.mean([spearmanr(u, v).statistic for u, v in zip(a, b)]))
 
 
-def foreground_share(saliency: torch.Tensor, x: torch.Tensor, *, threshold: float = 0.1,
-                     relative: bool = False) -> torch.Tensor:
+def foreground_share(
+    saliency: torch.Tensor, x: torch.Tensor, *, threshold: float = 0.1, relative: bool = False
+) -> torch.Tensor:
     """Share of each map's absolute mass that falls on the foreground (the digit's strokes).
 
     The foreground is the pixels where some channel of ``x`` exceeds ``threshold`` (the

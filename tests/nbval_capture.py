@@ -6,6 +6,7 @@ notebook nbval ran, ``DIR/NAME.ipynb`` (the notebook with the outputs that nbval
 produced, so that nbgrader's validator can grade it without executing it again) and
 ``DIR/NAME.json`` (each code cell's outcome, duration in seconds and failure message).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     notebook, records = _notebooks.setdefault(Path(str(item.parent.fspath)), (item.parent.nb, []))
     item.cell.outputs = [nbformat.from_dict(output) for output in (item.test_outputs or [])]
     item.cell.execution_count = item.cell_num + 1
-    records.append({"cell": item.cell_num, "id": item.cell.get("id"), "outcome": report.outcome,
-                    "seconds": round(call.duration, 3),
-                    "message": "" if report.passed else str(report.longrepr)[-3000:]})
+    records.append(
+        {
+            "cell": item.cell_num,
+            "id": item.cell.get("id"),
+            "outcome": report.outcome,
+            "seconds": round(call.duration, 3),
+            "message": "" if report.passed else str(report.longrepr)[-3000:],
+        }
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

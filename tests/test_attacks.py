@@ -1,4 +1,5 @@
 """Oracles for FGSM / PGD: closed forms on linear models, invariants, argument checks."""
+
 from __future__ import annotations
 
 import functools
@@ -6,13 +7,12 @@ import functools
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import LinearClassifier
 from torch import nn
 
 from helpers import attacks
 from helpers.models import MnistCNN, load_pretrained
 from helpers.utils import set_seed
-
-from conftest import LinearClassifier
 
 NORMS = ("linf", "l2")
 
@@ -34,6 +34,7 @@ def standard() -> nn.Module:
 
 
 # --- closed forms on linear models -------------------------------------------------------
+
 
 def test_fgsm_matches_closed_form_on_linear_model(linear_model, images):
     y = torch.arange(len(images)) % 3
@@ -82,14 +83,16 @@ def test_targeted_pgd_descends_towards_the_target(images):
 
 def test_custom_loss_fn_is_ascended(images):
     model, _ = two_class_model()
-    x_adv = attacks.pgd(model, images, None, eps=0.2, alpha=0.05, steps=10,
-                        loss_fn=lambda m, x, y: -m(x)[:, 1])  # push the class-1 logit down
+    x_adv = attacks.pgd(
+        model, images, None, eps=0.2, alpha=0.05, steps=10, loss_fn=lambda m, x, y: -m(x)[:, 1]
+    )  # push the class-1 logit down
     w1 = model.linear.weight[1].detach()  # its gradient is -w1 everywhere
     expected = (images - 0.2 * w1.sign().view(1, 1, 4, 4)).clamp(0, 1)
     assert torch.allclose(x_adv, expected, atol=1e-6)
 
 
 # --- invariants --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("eps", [0.05, 0.3, 2.0])
@@ -120,7 +123,7 @@ def test_random_start_is_uniform_in_the_ball(norm):
         assert abs(delta.mean().item()) < 0.01
         assert delta.var().item() == pytest.approx(0.4**2 / 3, rel=0.05)
     else:  # uniform in a 4-d ball: P(radius <= r) = (r / eps)^4
-        assert (radii <= 0.4 * 0.5 ** 0.25).float().mean().item() == pytest.approx(0.5, abs=0.03)
+        assert (radii <= 0.4 * 0.5**0.25).float().mean().item() == pytest.approx(0.5, abs=0.03)
 
 
 def test_iterate_is_clamped_not_only_the_forward_input():
@@ -176,6 +179,7 @@ def test_accuracy_matches_a_direct_count(linear_model, images):
 
 # --- behaviour on the shipped standard model ------------------------------------------------
 
+
 @pytest.mark.parametrize("norm,eps_values", [("linf", [0.0, 0.05, 0.1, 0.2, 0.3]), ("l2", [0.0, 0.5, 1.0, 2.0, 3.0])])
 def test_robust_accuracy_falls_as_eps_grows(standard, mnist_test, norm, eps_values):
     x, y = mnist_test[0][:200], mnist_test[1][:200]
@@ -194,8 +198,9 @@ def test_robust_accuracy_falls_with_more_steps(standard, mnist_test):
     accs = []
     for steps in (1, 5, 20):
         set_seed(0)
-        accs.append(attacks.accuracy(standard, x, y, attack=functools.partial(
-            attacks.pgd, eps=0.1, alpha=0.025, steps=steps)))
+        accs.append(
+            attacks.accuracy(standard, x, y, attack=functools.partial(attacks.pgd, eps=0.1, alpha=0.025, steps=steps))
+        )
     assert accs[0] >= accs[1] - 0.01 and accs[1] >= accs[2] - 0.01, accs
     assert accs[2] < accs[0], accs
 
@@ -227,14 +232,18 @@ def test_targeted_attacks_reach_the_target_on_the_standard_model(standard, mnist
 
 # --- argument checks ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(eps=-0.1), ValueError, "eps"),
-    (dict(eps=float("nan")), ValueError, "eps"),
-    (dict(alpha=-1.0), ValueError, "alpha"),
-    (dict(steps=2.5), ValueError, "steps"),
-    (dict(restarts=0), ValueError, "restarts"),
-    (dict(norm="l1"), ValueError, "norm"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(eps=-0.1), ValueError, "eps"),
+        (dict(eps=float("nan")), ValueError, "eps"),
+        (dict(alpha=-1.0), ValueError, "alpha"),
+        (dict(steps=2.5), ValueError, "steps"),
+        (dict(restarts=0), ValueError, "restarts"),
+        (dict(norm="l1"), ValueError, "norm"),
+    ],
+)
 def test_bad_attack_arguments_raise_clear_errors(linear_model, images, kwargs, error, match):
     settings = dict(eps=0.1, alpha=0.01, steps=2) | kwargs
     with pytest.raises(error, match=match):

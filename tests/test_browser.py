@@ -21,10 +21,10 @@ workspaces, runtime files and checkpoints. Screenshots and the server's log go t
 ``tests/artifacts/browser/``. The module skips when ``chromium`` is not installed
 (``python3 tasks.py test`` installs it when run as root, as in CI).
 """
+
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import socket
@@ -36,9 +36,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, sync_playwright
-
 from conftest import ROOT
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 sys.path.insert(0, str(ROOT))
 import tasks  # noqa: E402
@@ -46,8 +45,11 @@ import tasks  # noqa: E402
 CHROMIUM = shutil.which("chromium")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's `chromium` is not installed; `python3 tasks.py test` "
-                                                "installs it when run as root (apt-get install chromium)"),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Debian's `chromium` is not installed; `python3 tasks.py test` "
+        "installs it when run as root (apt-get install chromium)",
+    ),
 ]
 
 ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
@@ -55,8 +57,15 @@ EXERCISE = "exercises/01_gradient_saliency/01_gradient_saliency.ipynb"
 SOLUTION = "solutions/02_smoothgrad/02_smoothgrad.ipynb"
 # Headless Chromium on a machine without network: no sandbox (root, containers), no GPU, no
 # background requests that would wait for a network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Lab user settings for the test: never save the notebooks; keep every cell in the page.
 USER_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
@@ -75,8 +84,9 @@ class Lab:
 
     def api(self, path: str, method: str = "GET"):
         """JSON answer of the server's REST API at ``path`` (``None`` for an empty answer)."""
-        request = urllib.request.Request(f"{self.url}{path}", method=method,
-                                         headers={"Authorization": f"token {self.token}"})
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             body = answer.read()
         return json.loads(body) if body else None
@@ -107,8 +117,12 @@ def lab_environment(state: Path) -> dict[str, str]:
     """``tasks.jupyter_env()`` with the lab's own state in ``state``, one thread per kernel, and none
     of the developer's ``PRACTICUM_*`` settings (the notebooks run with their defaults)."""
     env = {key: value for key, value in tasks.jupyter_env().items() if not key.startswith("PRACTICUM_")}
-    env.update(OMP_NUM_THREADS="1", JUPYTERLAB_SETTINGS_DIR=str(state / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(state / "workspaces"), JUPYTER_RUNTIME_DIR=str(state / "runtime"))
+    env.update(
+        OMP_NUM_THREADS="1",
+        JUPYTERLAB_SETTINGS_DIR=str(state / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(state / "workspaces"),
+        JUPYTER_RUNTIME_DIR=str(state / "runtime"),
+    )
     return env
 
 
@@ -121,7 +135,9 @@ def wait_until_answering(lab: Lab, server: subprocess.Popen, log_path: Path) -> 
             return
         except OSError:
             time.sleep(0.3)
-    state = f"exited with {server.returncode}" if server.poll() is not None else f"did not answer in {STARTUP_TIMEOUT} s"
+    state = (
+        f"exited with {server.returncode}" if server.poll() is not None else f"did not answer in {STARTUP_TIMEOUT} s"
+    )
     pytest.fail(f"JupyterLab {state}:\n{log_path.read_text()[-3000:]}")
 
 
@@ -131,13 +147,23 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
     state = tmp_path_factory.mktemp("lab")
     write_user_settings(state / "settings")
     port, token = free_port(), secrets.token_hex(16)
-    options = ["--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-               f"--IdentityProvider.token={token}", f"--FileCheckpoints.checkpoint_dir={state / 'checkpoints'}"]
+    options = [
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--FileCheckpoints.checkpoint_dir={state / 'checkpoints'}",
+    ]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / "jupyterlab.log"
     with open(log_path, "w") as log:
-        server = subprocess.Popen(tasks.course_command(tasks.venv_python(), options), cwd=tasks.ROOT,
-                                  env=lab_environment(state), stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            tasks.course_command(tasks.venv_python(), options),
+            cwd=tasks.ROOT,
+            env=lab_environment(state),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     running = Lab(f"http://127.0.0.1:{port}", token)
     gradebook_existed = (ROOT / "gradebook.db").exists()
     try:
@@ -181,7 +207,9 @@ def open_notebook(page: Page, lab: Lab, path: str) -> Locator:
     page.wait_for_function(
         """panel => panel.querySelector('.jp-Toolbar-kernelName')?.textContent.includes('Python')
                     && panel.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'""",
-        arg=panel.element_handle(timeout=STARTUP_TIMEOUT * 1000), timeout=STARTUP_TIMEOUT * 1000)
+        arg=panel.element_handle(timeout=STARTUP_TIMEOUT * 1000),
+        timeout=STARTUP_TIMEOUT * 1000,
+    )
     return panel
 
 
@@ -195,12 +223,18 @@ def run_all_cells(page: Page, panel: Locator) -> list[dict]:
             const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent.trim());
             return panel.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'
                    && prompts[0] === '[1]:' && !prompts.some(p => p.includes('*'));
-        }""", arg=panel.element_handle(), timeout=RUN_ALL_TIMEOUT * 1000)
+        }""",
+        arg=panel.element_handle(),
+        timeout=RUN_ALL_TIMEOUT * 1000,
+    )
     return panel.evaluate(
         """(panel, mime) => [...panel.querySelectorAll('.jp-CodeCell')].map(cell => ({
             prompt: cell.querySelector('.jp-InputPrompt').textContent.trim(),
-            stderr: [...cell.querySelectorAll(`.jp-OutputArea-output[data-mime-type="${mime}"]`)].map(o => o.textContent),
-        }))""", STDERR)
+            stderr: [...cell.querySelectorAll(`.jp-OutputArea-output[data-mime-type="${mime}"]`)]
+                .map(o => o.textContent),
+        }))""",
+        STDERR,
+    )
 
 
 def code_cell_count(path: str) -> int:
@@ -218,11 +252,12 @@ def test_exercise_runs_until_its_first_blank_answer(page, lab):
     page.locator(".jp-Notebook .jp-CodeCell").nth(first).scroll_into_view_if_needed()  # for the screenshot
     assert failed == [first], f"cells other than the first failing one show errors: {failed}"
     error = "\n".join(cells[first]["stderr"])
-    assert "NotImplementedError" in error and "raise NotImplementedError()" in error, \
+    assert "NotImplementedError" in error and "raise NotImplementedError()" in error, (
         f"the first error is not a blank answer's NotImplementedError:\n{error}"
+    )
     prompts = [cell["prompt"] for cell in cells]
-    assert prompts[:first + 1] == [f"[{n}]:" for n in range(1, first + 2)], prompts
-    assert all(prompt == "[ ]:" for prompt in prompts[first + 1:]), f"Run All did not stop at the error: {prompts}"
+    assert prompts[: first + 1] == [f"[{n}]:" for n in range(1, first + 2)], prompts
+    assert all(prompt == "[ ]:" for prompt in prompts[first + 1 :]), f"Run All did not stop at the error: {prompts}"
 
 
 def test_solution_runs_cleanly_and_its_explorer_redraws(page, lab):
@@ -244,8 +279,11 @@ def test_solution_runs_cleanly_and_its_explorer_redraws(page, lab):
     value = float(slider.get_attribute("aria-valuenow"))
     slider.focus()
     slider.press("ArrowRight")
-    page.wait_for_function("([img, src]) => img.src !== src && img.complete && img.naturalWidth > 0",
-                           arg=[image.element_handle(), before_src], timeout=30_000)
+    page.wait_for_function(
+        "([img, src]) => img.src !== src && img.complete && img.naturalWidth > 0",
+        arg=[image.element_handle(), before_src],
+        timeout=30_000,
+    )
     after = image.screenshot()
     explorer.screenshot(path=ARTIFACTS / "solution_explorer_after.png")
 

@@ -1,12 +1,12 @@
 """Datasets: shapes, ranges, the embedded split, the CIFAR-10 ImageFolder path, clear errors."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import CIFAR_SUBSET
 
 from helpers.data import CIFAR10_CLASSES, class_names, load_dataset
-
-from conftest import CIFAR_SUBSET
 
 
 def test_embedded_mnist_split_is_stratified_disjoint_and_deterministic(mnist_train, mnist_test):

@@ -1,12 +1,13 @@
 """Feature visualization and inversion: closed forms on a one-layer representation, invariants,
 and the semantic change of large adversarial perturbations of a robust model."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ROOT
 from torch import nn
 
-from conftest import ROOT
 from helpers.attacks import pgd, predict
 from helpers.features import invert_representation, maximize_neuron, noise_like, representation, top_activating
 from helpers.models import MnistCNN, load_pretrained
@@ -159,8 +160,7 @@ def test_large_attacks_on_a_robust_model_change_what_the_digit_looks_like(mnist_
     judged_target, fooled = {}, {}
     for name in ("mnist_l2_robust", "mnist_standard"):
         model = pretrained(name)
-        adversarial = pgd(model, x, target, eps=4.0, alpha=0.4, steps=40, norm="l2", targeted=True,
-                          random_start=False)
+        adversarial = pgd(model, x, target, eps=4.0, alpha=0.4, steps=40, norm="l2", targeted=True, random_start=False)
         fooled[name] = (predict(model, adversarial).argmax(1) == target).float().mean().item()
         judged_target[name] = (predict(judge, adversarial).argmax(1) == target).float().mean().item()
     assert fooled["mnist_standard"] > fooled["mnist_l2_robust"]

@@ -5,6 +5,7 @@ Python of a new, empty virtual environment, the course source set to a local pat
 student's first cell runs on Colab: it must clone and install the course, then import
 everything the notebook needs and load a shipped checkpoint.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,10 @@ def test_exercise_links_to_itself_and_installs_from_the_repository(path):
     exercise = nbformat.read(ROOT / "exercises" / path.stem / path.name, as_version=4)
     title = exercise.cells[0].source
     assert links.links_line(path.stem, url, branch) in title
-    assert f"colab.research.google.com/github/{url.removeprefix('https://github.com/')}/blob/{branch}/exercises/{path.stem}/{path.name}" in title
+    assert (
+        f"colab.research.google.com/github/{url.removeprefix('https://github.com/')}/blob/{branch}/exercises/{path.stem}/{path.name}"
+        in title
+    )
     assert f'"PRACTICUM_COURSE_SOURCE", "{url}.git")' in setup_source(ROOT / "exercises" / path.stem / path.name)
 
 
@@ -55,22 +59,32 @@ def setup_source_of(nb: nbformat.NotebookNode) -> str:
 
 @pytest.mark.slow
 def test_setup_cell_installs_the_course_from_a_local_path_in_a_fresh_environment(tmp_path):
-    if subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "helpers", "grading", "data",
-                       "pyproject.toml"], capture_output=True, text=True).stdout.strip():
+    if subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "helpers", "grading", "data", "pyproject.toml"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip():
         pytest.skip("the package has uncommitted changes; the setup cell clones what is committed")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     workdir = tmp_path / "colab"
     workdir.mkdir()
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("PYTHON", "VIRTUAL_ENV", "PRACTICUM_"))}
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV", "PRACTICUM_"))
+    }
     environment.update(PRACTICUM_COURSE_SOURCE=str(ROOT), MPLBACKEND="Agg", OMP_NUM_THREADS="1")
-    assert subprocess.run([python, "-c", "import helpers"], cwd=workdir, env=environment,
-                          capture_output=True).returncode != 0, "the fresh environment already has helpers"
+    assert (
+        subprocess.run([python, "-c", "import helpers"], cwd=workdir, env=environment, capture_output=True).returncode
+        != 0
+    ), "the fresh environment already has helpers"
     code = "\n".join(line for line in setup_source(SOLUTIONS[0]).splitlines() if not line.startswith("%"))
-    code += "\nimport helpers\nmodel = load_pretrained('mnist_standard', device='cpu')\nprint('installed', helpers.__file__)\n"
-    result = subprocess.run([python, "-c", code], cwd=workdir, env=environment, capture_output=True,
-                            text=True, timeout=900)
+    code += (
+        "\nimport helpers\nmodel = load_pretrained('mnist_standard', device='cpu')\n"
+        "print('installed', helpers.__file__)\n"
+    )
+    result = subprocess.run(
+        [python, "-c", code], cwd=workdir, env=environment, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"installed {workdir / 'robustness-practicum' / 'helpers' / '__init__.py'}" in result.stdout

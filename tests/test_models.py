@@ -1,4 +1,5 @@
 """Architectures and shipped checkpoints: weights-only loading, SHA-256, cards, accuracy bands."""
+
 from __future__ import annotations
 
 import functools
@@ -7,14 +8,22 @@ import shutil
 
 import pytest
 import torch
+from conftest import CIFAR_SUBSET
 
 from helpers import attacks
 from helpers.data import load_dataset
-from helpers.models import (MODELS_DIR, CifarResNet, MnistCNN, build_model, list_pretrained, load_card,
-                            load_pretrained, save_checkpoint, sha256)
+from helpers.models import (
+    MODELS_DIR,
+    CifarResNet,
+    MnistCNN,
+    build_model,
+    list_pretrained,
+    load_card,
+    load_pretrained,
+    save_checkpoint,
+    sha256,
+)
 from helpers.utils import set_seed
-
-from conftest import CIFAR_SUBSET
 
 SHIPPED = list_pretrained()
 REQUIRED = {"mnist_standard", "mnist_standard_seed1", "mnist_linf_robust", "mnist_l2_robust"}
@@ -49,8 +58,9 @@ def test_checkpoint_loads_weights_only_and_matches_its_card(name, mnist_test):
 
 def robust_accuracy(model, x, y, *, norm, eps, alpha, steps=40):
     set_seed(0)
-    return attacks.accuracy(model, x, y, attack=functools.partial(
-        attacks.pgd, eps=eps, alpha=alpha, steps=steps, norm=norm), batch_size=500)
+    return attacks.accuracy(
+        model, x, y, attack=functools.partial(attacks.pgd, eps=eps, alpha=alpha, steps=steps, norm=norm), batch_size=500
+    )
 
 
 def test_standard_model_band(mnist_test):
@@ -96,8 +106,9 @@ def test_tampered_checkpoint_is_refused(tmp_path):
 def test_save_and_load_round_trip(tmp_path):
     set_seed(0)
     model = MnistCNN(width=4, rep_dim=8)
-    save_checkpoint(model, "tiny", {"architecture": "mnist_cnn", "architecture_kwargs": {"width": 4, "rep_dim": 8}},
-                    tmp_path)
+    save_checkpoint(
+        model, "tiny", {"architecture": "mnist_cnn", "architecture_kwargs": {"width": 4, "rep_dim": 8}}, tmp_path
+    )
     card = json.loads((tmp_path / "tiny.json").read_text())
     assert card["sha256"] == sha256(tmp_path / "tiny.pt")
     loaded = load_pretrained("tiny", device="cpu", directory=tmp_path)
@@ -105,8 +116,9 @@ def test_save_and_load_round_trip(tmp_path):
     assert torch.equal(loaded(x), model.eval()(x))
 
 
-@pytest.mark.parametrize("architecture,shape,rep_dim", [("mnist_cnn", (2, 1, 28, 28), 256),
-                                                        ("cifar_resnet", (2, 3, 32, 32), 128)])
+@pytest.mark.parametrize(
+    "architecture,shape,rep_dim", [("mnist_cnn", (2, 1, 28, 28), 256), ("cifar_resnet", (2, 3, 32, 32), 128)]
+)
 def test_models_normalize_inside_and_expose_their_representation(architecture, shape, rep_dim):
     set_seed(0)
     model = build_model(architecture).eval()

@@ -1,12 +1,13 @@
 """The datasets of Ilyas et al. (2019): targets, relabelling, bookkeeping, and that non-robust
 features generalize (a model trained on D_det beats chance on the real test set)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ROOT, LinearClassifier
 from torch import nn
 
-from conftest import ROOT, LinearClassifier
 from helpers.attacks import accuracy, predict
 from helpers.features import representation
 from helpers.models import MnistCNN, load_pretrained
@@ -142,8 +143,9 @@ def test_a_model_trained_on_d_rand_generalizes_to_the_real_test_set(mnist_train,
     CIFAR-10: 63%).
     """
     x, y = mnist_train[0][:1000], mnist_train[1][:1000]
-    data = make_d_rand(pretrained("mnist_standard"), x, y, eps=2.5, alpha=0.3, steps=20, keep_successful=True,
-                       progress=False)
+    data = make_d_rand(
+        pretrained("mnist_standard"), x, y, eps=2.5, alpha=0.3, steps=20, keep_successful=True, progress=False
+    )
     looks_original = (predict(pretrained("mnist_linf_robust"), data.x).argmax(1) == data.original_y).float().mean()
     test_accuracy = accuracy(train_fresh_model(data.x, data.y), *mnist_test)
     assert 0.4 < data.success_rate < 0.9

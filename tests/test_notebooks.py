@@ -22,6 +22,7 @@ After a deliberate change to a checked output, record the outputs again and revi
 
     PRACTICUM_RECORD_OUTPUTS=1 .venv/bin/python -m pytest tests/test_notebooks.py -k executes
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,8 +38,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import CIFAR_SUBSET
+
 from grading.checks import WITNESS_MIME
 from grading.outputs import required_checks
 from grading.workflow import Course
@@ -56,8 +57,15 @@ CHECK_OUTPUT = "# NBVAL_CHECK_OUTPUT"
 TIME_LIMIT = float(os.environ.get("PRACTICUM_NOTEBOOK_TIME_LIMIT", "180"))
 # The notebooks' parameters: the default runs must not inherit a developer's settings.
 PARAMETERS = (
-    "PRACTICUM_DATASET", "PRACTICUM_CIFAR_ROOT", "PRACTICUM_DEVICE", "PRACTICUM_N_IMAGES", "PRACTICUM_STEPS",
-    "PRACTICUM_EPOCHS", "PRACTICUM_N_TRAIN", "PRACTICUM_N_ROBUSTIFIED", "PRACTICUM_INVERSION_STEPS",
+    "PRACTICUM_DATASET",
+    "PRACTICUM_CIFAR_ROOT",
+    "PRACTICUM_DEVICE",
+    "PRACTICUM_N_IMAGES",
+    "PRACTICUM_STEPS",
+    "PRACTICUM_EPOCHS",
+    "PRACTICUM_N_TRAIN",
+    "PRACTICUM_N_ROBUSTIFIED",
+    "PRACTICUM_INVERSION_STEPS",
 )
 CIFAR_NOTEBOOK = "03_pgd_attacks"
 CIFAR_SETTINGS = {"PRACTICUM_DATASET": "cifar10", "PRACTICUM_N_IMAGES": "16", "PRACTICUM_STEPS": "3"}
@@ -136,8 +144,11 @@ class Run:
     log: str
 
     def failures(self) -> list[str]:
-        return [f"{cell_label(self.source, r)}: {r['outcome']}\n{r['message']}" for r in self.cells
-                if r["outcome"] != "passed"]
+        return [
+            f"{cell_label(self.source, r)}: {r['outcome']}\n{r['message']}"
+            for r in self.cells
+            if r["outcome"] != "passed"
+        ]
 
 
 class NotebookRuns:
@@ -171,10 +182,24 @@ class NotebookRuns:
         copy_path = work / path.name
         nbformat.write(nb, copy_path)
         capture = work / "executed"
-        command = [sys.executable, "-m", "pytest", str(copy_path), "--nbval-lax", "--nbval-current-env",
-                   f"--nbval-sanitize-with={SANITIZE}", "--nbval-cell-timeout=600", "-p", "nbval_capture",
-                   f"--nbval-capture-dir={capture}", "-p", "no:cacheprovider", "-q", "--color=no",
-                   f"--rootdir={work}"]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(copy_path),
+            "--nbval-lax",
+            "--nbval-current-env",
+            f"--nbval-sanitize-with={SANITIZE}",
+            "--nbval-cell-timeout=600",
+            "-p",
+            "nbval_capture",
+            f"--nbval-capture-dir={capture}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--color=no",
+            f"--rootdir={work}",
+        ]
         started = time.perf_counter()
         result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
         seconds = time.perf_counter() - started
@@ -236,15 +261,24 @@ def released(tmp_path_factory) -> Path:
     scratch = tmp_path_factory.mktemp("course")
     shutil.copytree(ROOT / "solutions", scratch / "solutions")
     (scratch / "nbgrader_config.py").write_text(COURSE_CONFIG.format(root=str(ROOT), course=str(scratch)))
-    script = ("import sys\nfrom grading.workflow import Course\ncourse = Course(sys.argv[1])\n"
-              "for assignment in sys.argv[2:]:\n    course.release(assignment)\n")
-    result = subprocess.run([sys.executable, "-c", script, str(scratch), *NAMES], cwd=ROOT, env=kernel_environment(),
-                            capture_output=True, text=True, timeout=600)
+    script = (
+        "import sys\nfrom grading.workflow import Course\ncourse = Course(sys.argv[1])\n"
+        "for assignment in sys.argv[2:]:\n    course.release(assignment)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(scratch), *NAMES],
+        cwd=ROOT,
+        env=kernel_environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, f"release failed:\n{result.stdout}\n{result.stderr}"
     return scratch / "exercises"
 
 
 # -- execution and grading of the solutions --------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
@@ -257,7 +291,8 @@ def test_solution_executes_and_checked_outputs_match(name, runs):
     assert not run.missing_references, (
         f"{name}: cells marked {CHECK_OUTPUT!r} without recorded outputs: {run.missing_references}. Record them with "
         f"PRACTICUM_RECORD_OUTPUTS=1 .venv/bin/python -m pytest tests/test_notebooks.py -k '{name} and executes' "
-        "and review tests/notebook_outputs/")
+        "and review tests/notebook_outputs/"
+    )
     assert run.seconds <= TIME_LIMIT, f"{name} took {run.seconds:.0f} s (limit {TIME_LIMIT:.0f} s)"
 
 
@@ -266,17 +301,24 @@ def test_solution_executes_and_checked_outputs_match(name, runs):
 def test_solution_passes_all_its_tests(name, runs, course):
     run = runs.solution(name)
     results = validator(course, execute=False).validate(str(run.executed))
-    problems = {key: [entry.get("raw_error", entry.get("source", ""))[-1500:] for entry in value]
-                for key, value in results.items() if value}
+    problems = {
+        key: [entry.get("raw_error", entry.get("source", ""))[-1500:] for entry in value]
+        for key, value in results.items()
+        if value
+    }
     assert not problems, f"{name}: nbgrader's validator reports {json.dumps(problems, indent=1)}"
     executed = read(run.executed)
     tests = [cell for cell in executed.cells if is_test_cell(cell)]
     assert tests, f"{name} has no autograded test cells"
     for cell in tests:
         required = required_checks(cell.source, ["check"])
-        reported = sum(1 for output in cell.outputs if output.output_type == "display_data" and WITNESS_MIME in output.data)
-        assert reported >= required, (f"{name}/{nbgrader_meta(cell)['grade_id']}: {reported} of {required} top-level "
-                                      "checks reported (autograde would give 0)")
+        reported = sum(
+            1 for output in cell.outputs if output.output_type == "display_data" and WITNESS_MIME in output.data
+        )
+        assert reported >= required, (
+            f"{name}/{nbgrader_meta(cell)['grade_id']}: {reported} of {required} top-level "
+            "checks reported (autograde would give 0)"
+        )
 
 
 @pytest.mark.slow
@@ -306,14 +348,17 @@ def test_blank_exercise_fails_every_graded_test(name, runs, course):
 
 # -- exercises, metadata, requirements ------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_exercise_is_what_nbgrader_generates(name, released):
     committed, generated = exercise_path(name), released / name / f"{name}.ipynb"
     assert committed.exists(), f"{committed.relative_to(ROOT)} is missing: run `python -m grading release {name}`"
     expected, actual = generated.read_text().splitlines(), committed.read_text().splitlines()
     diff = list(difflib.unified_diff(expected, actual, "generated", "committed", lineterm="", n=1))
-    assert not diff, (f"{committed.relative_to(ROOT)} differs from what the release step generates; "
-                      f"run `python -m grading release {name}`:\n" + "\n".join(diff[:40]))
+    assert not diff, (
+        f"{committed.relative_to(ROOT)} differs from what the release step generates; "
+        f"run `python -m grading release {name}`:\n" + "\n".join(diff[:40])
+    )
 
 
 def lint(nb: nbformat.NotebookNode) -> list[str]:
@@ -359,21 +404,28 @@ def test_course_requirements(name):
     nb = read(solution_path(name))
     answers = [cell for cell in nb.cells if cell.cell_type == "code" and nbgrader_meta(cell).get("solution")]
     tests = [cell for cell in nb.cells if is_test_cell(cell)]
-    written = [cell for cell in nb.cells if cell.cell_type == "markdown" and nbgrader_meta(cell).get("grade")
-               and nbgrader_meta(cell).get("solution")]
+    written = [
+        cell
+        for cell in nb.cells
+        if cell.cell_type == "markdown" and nbgrader_meta(cell).get("grade") and nbgrader_meta(cell).get("solution")
+    ]
     assert len(tests) >= 3 and len(answers) >= 3, f"{name}: {len(answers)} answer and {len(tests)} test cells (need 3)"
     for cell in answers:
-        assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source, nbgrader_meta(cell)["grade_id"]
+        assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source, nbgrader_meta(cell)[
+            "grade_id"
+        ]
     for cell in tests:
         visible = cell.source.split("### BEGIN HIDDEN TESTS")[0]
         assert "### BEGIN HIDDEN TESTS" in cell.source and "check." in visible, (
-            f"{name}/{nbgrader_meta(cell)['grade_id']}: needs visible checks and hidden tests")
+            f"{name}/{nbgrader_meta(cell)['grade_id']}: needs visible checks and hidden tests"
+        )
     assert written, f"{name}: no written answer graded by hand (markdown cell with grade and solution)"
     assert any("widgets." in cell.source for cell in nb.cells if cell.cell_type == "code"), f"{name}: no widget"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), f"{name}: no title cell"
 
 
 # -- the CIFAR-10 path ------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_notebook_03_runs_on_the_cifar10_subset(runs, course):

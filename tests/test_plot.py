@@ -1,4 +1,5 @@
 """Tests of helpers.plot: display transforms against NumPy, and what each figure shows."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -35,6 +36,7 @@ def data(ax, layer: int = 0) -> np.ndarray:
 
 # ---- display transforms ---------------------------------------------------------------
 
+
 def test_saliency_image_abs_max_clips_at_the_percentile():
     s = np.random.default_rng(0).normal(size=(3, 10, 10)).astype(np.float32)
     reduced = np.abs(s).max(axis=0)
@@ -65,8 +67,9 @@ def test_saliency_image_channel_reductions_by_hand():
 
 def test_saliency_image_accepts_grad_tensors_and_zero_maps():
     s = torch.randn(5, 5, requires_grad=True)
-    np.testing.assert_allclose(plot.saliency_image(s, percentile=100), s.detach().abs().numpy() / s.abs().max().item(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        plot.saliency_image(s, percentile=100), s.detach().abs().numpy() / s.abs().max().item(), rtol=1e-6
+    )
     sparse = torch.zeros(20, 20)
     sparse[2, 3], sparse[5, 5] = -4.0, 2.0  # 99.5% zeros: the 99th percentile is 0
     np.testing.assert_allclose(plot.saliency_image(sparse), sparse.abs().numpy() / 4)
@@ -116,6 +119,7 @@ def test_imshow_redraws_in_place():
 
 
 # ---- figures ----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def digits(mnist_test):
@@ -173,11 +177,11 @@ def test_attack_panel_shows_the_perturbation_and_predictions(linear_model, image
     fig = plot.attack_panel(linear_model, x, x_adv, y=y, class_names=LINEAR_NAMES)
     assert len(fig.axes) == 9
     for i in range(3):
-        original, perturbation, adversarial = fig.axes[3 * i: 3 * i + 3]
+        original, perturbation, adversarial = fig.axes[3 * i : 3 * i + 3]
         delta = (x_adv[i] - x[i])[0].numpy()
         np.testing.assert_allclose(data(perturbation), delta / np.abs(delta).max(), rtol=1e-5, atol=1e-7)
         assert f"{np.abs(delta).max():.3f}" in perturbation.get_title()
-        assert f"{np.sqrt((delta ** 2).sum()):.2f}" in perturbation.get_title()
+        assert f"{np.sqrt((delta**2).sum()):.2f}" in perturbation.get_title()
         np.testing.assert_array_equal(data(original), x[i, 0].numpy())
         np.testing.assert_array_equal(data(adversarial), x_adv[i, 0].numpy())
         for ax, p in ((original, probs[i]), (adversarial, probs_adv[i])):
@@ -223,8 +227,17 @@ def test_compare_models_images_without_an_input_column(images):
 
 
 def test_training_curves_from_history_and_dict():
-    epochs = [{"epoch": e, "loss": 1 / e, "train_accuracy": 0.5 + 0.1 * e, "val_accuracy": 0.4 + 0.1 * e,
-               "guard_pgd_accuracy": 0.1 * e, "eps": 0.3} for e in (1, 2, 3)]
+    epochs = [
+        {
+            "epoch": e,
+            "loss": 1 / e,
+            "train_accuracy": 0.5 + 0.1 * e,
+            "val_accuracy": 0.4 + 0.1 * e,
+            "guard_pgd_accuracy": 0.1 * e,
+            "eps": 0.3,
+        }
+        for e in (1, 2, 3)
+    ]
     fig = plot.training_curves(History(epochs=epochs))
     assert len(fig.axes) == 2
     loss, accuracy = fig.axes
@@ -241,8 +254,9 @@ def test_training_curves_from_history_and_dict():
 
 def test_accuracy_curve_one_line_per_model():
     eps = [0.0, 0.1, 0.3]
-    fig = plot.accuracy_curve(eps, {"standard": [0.99, 0.4, 0.0], "robust": torch.tensor([0.98, 0.95, 0.9])},
-                              norm="linf")
+    fig = plot.accuracy_curve(
+        eps, {"standard": [0.99, 0.4, 0.0], "robust": torch.tensor([0.98, 0.95, 0.9])}, norm="linf"
+    )
     ax = fig.axes[0]
     assert [line.get_label() for line in ax.lines] == ["standard", "robust"]
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.98, 0.95, 0.9], rtol=1e-6)

@@ -1,5 +1,6 @@
 """``benchmarks/report.py --quick`` writes a complete report: every section, numbers from this
 run in every table, the figures it links, and raw measurements that match the text."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,19 @@ import sys
 
 import pytest
 import torch
-
 from conftest import CIFAR_SUBSET, ROOT
 
-SECTIONS = ("## Science: our figures next to the published ones", "## Performance: ratios measured side by side",
-            "### PGD against torchattacks", "### SmoothGrad against captum's NoiseTunnel",
-            "### Robust training against the textbook PGD-7 loop", "### Autograding: one by one against in parallel",
-            "### Notebooks: execution time on this CPU", "## Scale: how cost grows", "## Cost of this report")
+SECTIONS = (
+    "## Science: our figures next to the published ones",
+    "## Performance: ratios measured side by side",
+    "### PGD against torchattacks",
+    "### SmoothGrad against captum's NoiseTunnel",
+    "### Robust training against the textbook PGD-7 loop",
+    "### Autograding: one by one against in parallel",
+    "### Notebooks: execution time on this CPU",
+    "## Scale: how cost grows",
+    "## Cost of this report",
+)
 PUBLISHED = ("89.6%", "≈ 71%", "2.8%", "63%", "44%", "84% / 48%", "88% / 0%", "78%", "σ 10–20%, n ≈ 50")
 PERCENT = re.compile(r"\d+\.\d%")
 RATIO = re.compile(r"\d+\.\d\d×")
@@ -27,7 +34,7 @@ def section(text: str, heading: str) -> str:
     level = heading.split()[0]
     body = text.split(heading + "\n", 1)[1]
     ends = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", body, flags=re.MULTILINE)]
-    return body[:ends[0]] if ends else body
+    return body[: ends[0]] if ends else body
 
 
 def table_rows(text: str) -> list[list[str]]:
@@ -42,9 +49,22 @@ def quick_report(tmp_path_factory):
         pytest.skip(f"the CIFAR-10 subset is not in {CIFAR_SUBSET}")
     out = tmp_path_factory.mktemp("report")
     env = {**os.environ, "PRACTICUM_DEVICE": "cpu", "PRACTICUM_CIFAR_SUBSET": str(CIFAR_SUBSET)}
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--quick",
-                             "--report", str(out / "REPORT.md"), "--figures", str(out / "figures")],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "report.py"),
+            "--quick",
+            "--report",
+            str(out / "REPORT.md"),
+            "--figures",
+            str(out / "figures"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return (out / "REPORT.md").read_text(), out
 
@@ -56,7 +76,7 @@ def test_the_quick_report_has_every_section_with_numbers(quick_report):
     assert positions == sorted(positions)
     for word in ("nan", "None", "TODO", "{", "}"):
         assert word not in text, word
-    header = text[:positions[0]]
+    header = text[: positions[0]]
     assert f"| torch | {torch.__version__} |" in header and "| torch threads | 1 |" in header
     assert re.search(r"\| date \| \d{4}-\d\d-\d\d \d\d:\d\d UTC \|", header)
     assert "| device | cpu (1 thread) |" in header and "| GPU | none: no GPU was available" in header
@@ -64,7 +84,7 @@ def test_the_quick_report_has_every_section_with_numbers(quick_report):
     science = table_rows(section(text, SECTIONS[0]))
     comparisons = [row for row in science if len(row) == 6]
     assert [row[1] for row in comparisons] == list(PUBLISHED)
-    for result, published, ours, setting, device, why in comparisons:
+    for result, _published, ours, setting, device, why in comparisons:
         assert PERCENT.search(ours) or re.search(r"n = \d+", ours), result
         assert device == "cpu (1 thread)" and len(setting) > 20 and why.endswith(".")
     curve = [row for row in science if row[0].startswith("`mnist_")]

@@ -1,19 +1,27 @@
 """Saliency maps against closed forms (linear and quadratic models), invariants, and the shipped models."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
+from conftest import ROOT, LinearClassifier
 from scipy.stats import spearmanr
 from torch import nn
 
 from helpers.models import MnistCNN, load_pretrained
-from helpers.saliency import (cascade_layers, foreground_share, gradient, integrated_gradients, mean_spearman,
-                              resolve_targets, sanity_check, smoothgrad)
+from helpers.saliency import (
+    cascade_layers,
+    foreground_share,
+    gradient,
+    integrated_gradients,
+    mean_spearman,
+    resolve_targets,
+    sanity_check,
+    smoothgrad,
+)
 from helpers.utils import set_seed
-
-from conftest import ROOT, LinearClassifier
 
 MODELS = ROOT / "data" / "models"
 
@@ -22,8 +30,15 @@ def small_cnn(activation: type[nn.Module] = nn.Softplus) -> nn.Sequential:
     """A 3-class CNN on 1 x 4 x 4 images, its logits varying by a few units over them;
     Softplus makes it smooth (IG's midpoint rule then converges fast)."""
     set_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), activation(), nn.Dropout(0.5), nn.Flatten(),
-                          nn.Linear(64, 8), activation(), nn.Linear(8, 3))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        activation(),
+        nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Linear(64, 8),
+        activation(),
+        nn.Linear(8, 3),
+    )
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.mul_(3.0)
@@ -56,6 +71,7 @@ def pretrained(name: str) -> nn.Module:
 
 
 # --- gradient ---------------------------------------------------------------------------------------------------
+
 
 def test_gradient_of_linear_model_is_the_target_weight_row(linear_model, images):
     targets = torch.arange(8) % 3
@@ -118,6 +134,7 @@ def test_bad_arguments_raise_clear_errors(linear_model, images):
 
 # --- SmoothGrad -------------------------------------------------------------------------------------------------
 
+
 def test_smoothgrad_of_linear_model_is_the_gradient_for_any_noise(linear_model, varied_images):
     targets = resolve_targets(linear_model, varied_images)
     expected = weight_rows(linear_model, targets, varied_images)
@@ -140,8 +157,8 @@ def test_smoothgrad_noise_has_the_stated_scale_and_is_not_clamped(images):
     mean = smoothgrad(model, images, 0, n=2000, value_range=(-1.0, 1.0))
     set_seed(0)
     mean_square = smoothgrad(model, images, 0, n=2000, value_range=(-1.0, 1.0), squared=True)
-    assert (mean - images).abs().max() < 5 * sigma / 2000 ** 0.5
-    assert abs((mean_square - images.square()).mean().item() - sigma ** 2) < 0.005
+    assert (mean - images).abs().max() < 5 * sigma / 2000**0.5
+    assert abs((mean_square - images.square()).mean().item() - sigma**2) < 0.005
 
 
 def test_smoothgrad_is_reproducible_and_independent_of_batch_size(images):
@@ -158,13 +175,17 @@ def test_smoothgrad_is_reproducible_and_independent_of_batch_size(images):
 
 # --- integrated gradients ---------------------------------------------------------------------------------------
 
+
 def test_integrated_gradients_of_linear_model_is_input_times_weights(linear_model, images):
     targets = resolve_targets(linear_model, images)
     baseline = torch.full((1, 1, 4, 4), 0.5)
     expected = (images - baseline) * weight_rows(linear_model, targets, images)
     assert torch.allclose(integrated_gradients(linear_model, images, baseline=baseline, steps=3), expected, atol=1e-6)
-    assert torch.allclose(integrated_gradients(linear_model, images, steps=1),
-                          images * weight_rows(linear_model, targets, images), atol=1e-6)
+    assert torch.allclose(
+        integrated_gradients(linear_model, images, steps=1),
+        images * weight_rows(linear_model, targets, images),
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("activation, steps, tolerance", [(nn.Softplus, 32, 1e-4), (nn.ReLU, 256, 5e-3)])
@@ -179,11 +200,15 @@ def test_integrated_gradients_are_complete(images, activation, steps, tolerance)
 
 def test_integrated_gradients_are_independent_of_batch_size(images):
     model = small_cnn()
-    assert torch.allclose(integrated_gradients(model, images, steps=10),
-                          integrated_gradients(model, images, steps=10, batch_size=6), atol=1e-6)
+    assert torch.allclose(
+        integrated_gradients(model, images, steps=10),
+        integrated_gradients(model, images, steps=10, batch_size=6),
+        atol=1e-6,
+    )
 
 
 # --- sanity check -----------------------------------------------------------------------------------------------
+
 
 def test_cascade_runs_from_the_head_down():
     assert cascade_layers(MnistCNN()) == ["head", "features.7", "features.4", "features.2", "features.0"]
@@ -201,7 +226,8 @@ def test_sanity_check_on_linear_model_matches_the_reinitialized_weights(linear_m
     assert record.layer == "linear"
     assert record.spearman == pytest.approx(sum(spearmanr(a, b).statistic for a, b in zip(old, new)) / 8)
     assert record.spearman_abs == pytest.approx(
-        sum(spearmanr(a, b).statistic for a, b in zip(old.abs(), new.abs())) / 8)
+        sum(spearmanr(a, b).statistic for a, b in zip(old.abs(), new.abs())) / 8
+    )
     assert torch.allclose(record.saliency, new.view_as(images))
     assert all(torch.equal(value, state[key]) for key, value in linear_model.state_dict().items())
     assert linear_model.training
@@ -239,6 +265,7 @@ def test_mean_spearman_is_one_for_monotone_maps():
 
 # --- foreground share -------------------------------------------------------------------------------------------
 
+
 def test_foreground_share_against_hand_computed_values():
     x = torch.zeros(2, 1, 2, 2)
     x[:, 0, 0, 0] = 1.0  # one foreground pixel of four: chance 0.25
@@ -251,6 +278,7 @@ def test_foreground_share_against_hand_computed_values():
 
 
 # --- the shipped models -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_robust_gradients_are_more_aligned_with_the_digits(mnist_test):

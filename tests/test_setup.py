@@ -1,21 +1,22 @@
 """The project's own set-up files agree with each other."""
+
 from __future__ import annotations
 
 import re
 import sys
 import tomllib
 
-from packaging.requirements import Requirement
-
 from conftest import ROOT
+from packaging.requirements import Requirement
 
 sys.path.insert(0, str(ROOT))
 import tasks  # noqa: E402
 
 
 def test_environment_yml_is_derived_from_pyproject():
-    assert (ROOT / "environment.yml").read_text() == tasks.environment_yml(), \
+    assert (ROOT / "environment.yml").read_text() == tasks.environment_yml(), (
         "environment.yml drifted from pyproject.toml: run `python3 tasks.py environment-yml`"
+    )
 
 
 def test_declared_torch_ranges_admit_the_local_wheels():
@@ -30,6 +31,9 @@ def test_ci_runs_exactly_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"^(python3 tasks\.py (?:course|test))\s*$", readme, flags=re.M)
     assert commands[:2] == ["python3 tasks.py course", "python3 tasks.py test"]
-    ci_lines = [line for line in (ROOT / ".ci/run").read_text().splitlines()
-                if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    ci_lines = [
+        line
+        for line in (ROOT / ".ci/run").read_text().splitlines()
+        if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))
+    ]
     assert ci_lines == ["exec python3 tasks.py test"]

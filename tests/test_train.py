@@ -1,4 +1,5 @@
 """Training: the schedule, the catastrophic-overfitting guard, learning, and the CLI end to end."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,11 @@ from dataclasses import asdict
 
 import pytest
 import torch
+from conftest import CIFAR_SUBSET, ROOT
 
 from helpers.models import MnistCNN, load_pretrained
-from helpers.train import (GUARD_DROP, History, TrainConfig, _Guard, augment_batch, one_cycle, robust_recipe,
-                           train)
+from helpers.train import GUARD_DROP, History, TrainConfig, _Guard, augment_batch, one_cycle, robust_recipe, train
 from helpers.utils import set_seed
-
-from conftest import CIFAR_SUBSET, ROOT
 
 
 def test_one_cycle_schedule_rises_then_falls_to_zero():
@@ -69,17 +68,47 @@ def test_standard_training_learns(mnist_train, mnist_test):
     set_seed(0)
     model = MnistCNN(width=8, rep_dim=32)
     x, y = mnist_train[0][:2000], mnist_train[1][:2000]
-    history = train(model, x, y, TrainConfig(epochs=4, batch_size=32), x_val=mnist_test[0][:500],
-                    y_val=mnist_test[1][:500], progress=False)
+    history = train(
+        model,
+        x,
+        y,
+        TrainConfig(epochs=4, batch_size=32),
+        x_val=mnist_test[0][:500],
+        y_val=mnist_test[1][:500],
+        progress=False,
+    )
     assert [r["epoch"] for r in history.epochs] == [1, 2, 3, 4]
     assert history.epochs[-1]["val_accuracy"] >= 0.8
     assert not model.training
 
 
 def test_cli_trains_a_tiny_model_end_to_end(tmp_path):
-    command = [sys.executable, "-m", "helpers.train", "--name", "tiny", "--out", str(tmp_path), "--recipe", "robust",
-               "--eps", "0.1", "--epochs", "1", "--width", "4", "--limit", "256", "--eval-limit", "100",
-               "--eval-attack", "linf:0.1:0.02:5", "--device", "cpu", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "helpers.train",
+        "--name",
+        "tiny",
+        "--out",
+        str(tmp_path),
+        "--recipe",
+        "robust",
+        "--eps",
+        "0.1",
+        "--epochs",
+        "1",
+        "--width",
+        "4",
+        "--limit",
+        "256",
+        "--eval-limit",
+        "100",
+        "--eval-attack",
+        "linf:0.1:0.02:5",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
@@ -101,8 +130,15 @@ def test_mixed_precision_and_channels_last_training_learns_on_the_cpu(mnist_trai
         set_seed(0)
         model = MnistCNN(width=8, rep_dim=32)
         config = TrainConfig(epochs=3, batch_size=32, mixed_precision=gpu_options, channels_last=gpu_options)
-        history = train(model, mnist_train[0][:1000], mnist_train[1][:1000], config, x_val=mnist_test[0][:300],
-                        y_val=mnist_test[1][:300], progress=False)
+        history = train(
+            model,
+            mnist_train[0][:1000],
+            mnist_train[1][:1000],
+            config,
+            x_val=mnist_test[0][:300],
+            y_val=mnist_test[1][:300],
+            progress=False,
+        )
         assert history.epochs[-1]["val_accuracy"] >= 0.7, gpu_options
         heads.append(model.head.weight.detach().clone())
     assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -116,8 +152,13 @@ def test_channels_last_changes_the_layout_not_the_training(mnist_train):
     for channels_last in (False, True):
         set_seed(0)
         model = MnistCNN(width=8, rep_dim=32)
-        train(model, x, y, TrainConfig(method="pgd", eps=0.1, steps=2, epochs=1, batch_size=64,
-                                       channels_last=channels_last), progress=False)
+        train(
+            model,
+            x,
+            y,
+            TrainConfig(method="pgd", eps=0.1, steps=2, epochs=1, batch_size=64, channels_last=channels_last),
+            progress=False,
+        )
         weights.append([p.detach().clone() for p in model.parameters()])
     for plain, nhwc in zip(*weights):
         torch.testing.assert_close(nhwc, plain, rtol=1e-3, atol=1e-4)
@@ -125,10 +166,34 @@ def test_channels_last_changes_the_layout_not_the_training(mnist_train):
 
 @pytest.mark.skipif(not CIFAR_SUBSET.is_dir(), reason="the shared CIFAR-10 subset is not beside the repo")
 def test_cli_cifar10_gpu_recipe_runs_at_a_small_size_on_the_cpu(tmp_path):
-    command = [sys.executable, "-m", "helpers.train", "--name", "tiny_cifar", "--out", str(tmp_path),
-               "--recipe", "cifar10-fast", "--root", str(CIFAR_SUBSET), "--width", "8", "--blocks", "1",
-               "--epochs", "1", "--batch-size", "32", "--limit", "64", "--eval-limit", "32", "--device", "cpu",
-               "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "helpers.train",
+        "--name",
+        "tiny_cifar",
+        "--out",
+        str(tmp_path),
+        "--recipe",
+        "cifar10-fast",
+        "--root",
+        str(CIFAR_SUBSET),
+        "--width",
+        "8",
+        "--blocks",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--limit",
+        "64",
+        "--eval-limit",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     card = json.loads((tmp_path / "tiny_cifar.json").read_text())

@@ -1,4 +1,5 @@
 """Tests of helpers.widgets: each control change redraws the same Figure in place, correctly."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -77,8 +78,15 @@ def test_attack_explorer_redraws_the_same_figure(model, digits):
     assert not np.array_equal(data(perturbation), delta_before)
     assert plt.get_fignums() == figures  # the explorer never goes through pyplot
 
-    x_adv = pgd(model, x[:1], y[:1], eps=0.2, alpha=2.5 * 0.2 / explorer.steps.value, steps=explorer.steps.value,
-                random_start=False)
+    x_adv = pgd(
+        model,
+        x[:1],
+        y[:1],
+        eps=0.2,
+        alpha=2.5 * 0.2 / explorer.steps.value,
+        steps=explorer.steps.value,
+        random_start=False,
+    )
     np.testing.assert_allclose(data(perturbation), plot.perturbation_image((x_adv - x[:1])[0]), atol=1e-6)
     np.testing.assert_allclose(data(explorer.axes[2]), x_adv[0, 0].numpy(), atol=1e-6)
     assert probs_caption(model, x_adv) in explorer.axes[2].get_title()
@@ -98,8 +106,16 @@ def test_attack_explorer_index_target_and_norm(model, digits):
     assert f"label {int(y[3])}" in explorer.axes[0].get_title()
 
     explorer.target.value = 2
-    x_adv = pgd(model, x[3:4], torch.tensor([2]), eps=explorer.eps.value, alpha=2.5 * explorer.eps.value / 3,
-                steps=3, targeted=True, random_start=False)
+    x_adv = pgd(
+        model,
+        x[3:4],
+        torch.tensor([2]),
+        eps=explorer.eps.value,
+        alpha=2.5 * explorer.eps.value / 3,
+        steps=3,
+        targeted=True,
+        random_start=False,
+    )
     np.testing.assert_allclose(explorer.x_adv, x_adv, atol=1e-6)
 
     explorer.norm.value = "l2"  # resets eps to the L2 range: one redraw, not one per changed control
@@ -151,8 +167,9 @@ def test_smoothgrad_explorer(model, digits):
 
     explorer.index.value = 5
     np.testing.assert_array_equal(data(explorer.axes[0]), x[5, 0].numpy())
-    np.testing.assert_allclose(data(explorer.axes[2]), plot.saliency_image(gradient(model, x[5:6])[0], mode="signed"),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        data(explorer.axes[2]), plot.saliency_image(gradient(model, x[5:6])[0], mode="signed"), atol=1e-5
+    )
     assert plt.get_fignums() == [] and len(draws) == 4
 
 

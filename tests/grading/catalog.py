@@ -5,15 +5,16 @@ filled in, or damaged in some way) and states what grading must conclude: the st
 the autograded score (out of 6; ``None`` when the submission cannot be graded) and a
 pattern that one of the report's messages must match.
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import nbformat
 
@@ -23,30 +24,31 @@ MAX_CODE_SCORE = 6.0
 MAX_SCORE = 8.0
 
 WRONG = {
-    "normalize": "def normalize(v):\n    v = np.asarray(v, dtype=float)\n    return v / np.abs(v).sum()  # L1, not L2\n",
+    "normalize": "def normalize(v):\n    v = np.asarray(v, dtype=float)\n"
+    "    return v / np.abs(v).sum()  # L1, not L2\n",
     "project": "def project(x, x0, eps):\n    x0 = np.asarray(x0, dtype=float)\n"
-               "    return np.clip(x, x0 - eps, x0 + eps)  # forgets [0, 1]\n",
+    "    return np.clip(x, x0 - eps, x0 + eps)  # forgets [0, 1]\n",
     "accuracy": "def accuracy(predictions, labels):\n"
-                "    return int(np.sum(np.asarray(predictions) == np.asarray(labels)))  # a count\n",
+    "    return int(np.sum(np.asarray(predictions) == np.asarray(labels)))  # a count\n",
 }
 ALTERNATIVE_A = {
     "normalize": "def normalize(v):\n    v = np.array(v, dtype=np.float64)\n    n = np.linalg.norm(v)\n"
-                 "    return v if n == 0 else v / n\n",
+    "    return v if n == 0 else v / n\n",
     "project": "def project(x, x0, eps):\n    x0 = np.asarray(x0, dtype=float)\n"
-               "    x = np.minimum(np.maximum(np.asarray(x, dtype=float), x0 - eps), x0 + eps)\n"
-               "    return np.minimum(np.maximum(x, 0.0), 1.0)\n",
+    "    x = np.minimum(np.maximum(np.asarray(x, dtype=float), x0 - eps), x0 + eps)\n"
+    "    return np.minimum(np.maximum(x, 0.0), 1.0)\n",
     "accuracy": "def accuracy(predictions, labels):\n    predictions, labels = list(predictions), list(labels)\n"
-                "    return sum(p == q for p, q in zip(predictions, labels)) / len(labels)\n",
+    "    return sum(p == q for p, q in zip(predictions, labels)) / len(labels)\n",
 }
 ALTERNATIVE_B = {
     "normalize": "import math\n\ndef normalize(v):\n    values = [float(a) for a in v]\n"
-                 "    norm = math.sqrt(sum(a * a for a in values))\n"
-                 "    return np.array([a / norm for a in values]) if norm else np.zeros(len(values))\n",
+    "    norm = math.sqrt(sum(a * a for a in values))\n"
+    "    return np.array([a / norm for a in values]) if norm else np.zeros(len(values))\n",
     "project": "def project(x, x0, eps):\n    out = []\n    for a, c in zip(np.ravel(x), np.ravel(x0)):\n"
-               "        a = min(max(float(a), c - eps), c + eps)\n        out.append(min(max(a, 0.0), 1.0))\n"
-               "    return np.array(out).reshape(np.shape(x))\n",
+    "        a = min(max(float(a), c - eps), c + eps)\n        out.append(min(max(a, 0.0), 1.0))\n"
+    "    return np.array(out).reshape(np.shape(x))\n",
     "accuracy": "def accuracy(predictions, labels):\n"
-                "    return np.count_nonzero(np.equal(predictions, labels)) / np.size(labels)\n",
+    "    return np.count_nonzero(np.equal(predictions, labels)) / np.size(labels)\n",
 }
 WRITTEN_ANSWER = "Projection keeps the perturbation inside the threat model; clipping keeps the input an image."
 
@@ -67,7 +69,8 @@ def solution_answers(solution: nbformat.NotebookNode) -> dict[str, str]:
     for cell in solution.cells:
         meta = cell.metadata.get("nbgrader") or {}
         if meta.get("solution"):
-            lines = [l for l in cell.source.splitlines() if "BEGIN SOLUTION" not in l and "END SOLUTION" not in l]
+            markers = ("BEGIN SOLUTION", "END SOLUTION")
+            lines = [line for line in cell.source.splitlines() if not any(m in line for m in markers)]
             answers[meta["grade_id"]] = "\n".join(lines)
     return answers
 
@@ -135,9 +138,10 @@ def duplicated_cells(ctx):
 
 def notebook_time_limit(ctx):
     nb = perfect(ctx)
-    slow = [nbformat.v4.new_code_cell("import time\ntime.sleep(4)  # each cell under the per-cell limit")
-            for _ in range(5)]
-    nb.cells[index_of(nb, "setup") + 1:index_of(nb, "setup") + 1] = slow
+    slow = [
+        nbformat.v4.new_code_cell("import time\ntime.sleep(4)  # each cell under the per-cell limit") for _ in range(5)
+    ]
+    nb.cells[index_of(nb, "setup") + 1 : index_of(nb, "setup") + 1] = slow
     return nb
 
 
@@ -145,7 +149,8 @@ def patch_before_setup(ctx):
     nb = answered(ctx, WRONG)
     patch = nbformat.v4.new_code_cell(
         "import numpy\nnumpy.absolute = lambda x, *a, **k: x * 0  # every difference looks like zero\n"
-        "numpy.less_equal = lambda a, b, *r, **k: numpy.ones(numpy.shape(a), dtype=bool)")
+        "numpy.less_equal = lambda a, b, *r, **k: numpy.ones(numpy.shape(a), dtype=bool)"
+    )
     nb.cells.insert(0, patch)
     return nb
 
@@ -205,23 +210,33 @@ def normalize(v):
 """
 
 INFINITE_LOOP = "def normalize(v):\n    while True:\n        pass\n"
-IGNORES_INTERRUPT = ("import time\n\ndef normalize(v):\n    while True:\n        try:\n            time.sleep(1)\n"
-                     "        except:  # a bare except swallows the grader's interrupt\n            pass\n")
+IGNORES_INTERRUPT = (
+    "import time\n\ndef normalize(v):\n    while True:\n        try:\n            time.sleep(1)\n"
+    "        except:  # a bare except swallows the grader's interrupt\n            pass\n"
+)
 KERNEL_CRASH = "import os\nos._exit(1)\n"
-MEMORY_BOMB = ("def normalize(v):\n    hog = []\n    while True:\n"
-               "        hog.append(bytearray(64 * 2**20))  # until the memory limit\n")
-FORK_BOMB = ("import os\nimport time\n\ndef project(x, x0, eps):\n    while True:  # every child forks too\n"
-             "        try:\n            os.fork()\n        except OSError:\n            time.sleep(0.05)\n")
-HUGE_OUTPUT = ("for i in range(200_000):\n    print(f'line {i}: ' + 'x' * 90)\nprint('y' * 3_000_000)\n")
+MEMORY_BOMB = (
+    "def normalize(v):\n    hog = []\n    while True:\n"
+    "        hog.append(bytearray(64 * 2**20))  # until the memory limit\n"
+)
+FORK_BOMB = (
+    "import os\nimport time\n\ndef project(x, x0, eps):\n    while True:  # every child forks too\n"
+    "        try:\n            os.fork()\n        except OSError:\n            time.sleep(0.05)\n"
+)
+HUGE_OUTPUT = "for i in range(200_000):\n    print(f'line {i}: ' + 'x' * 90)\nprint('y' * 3_000_000)\n"
 
 
 def reads_solutions(ctx):
     """Wrong answers, replaced by the solutions if it can read them (and it tries other files)."""
     course = ctx.course
-    targets = {"solutions": course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb",
-               "gradebook": course / "gradebook.db",
-               "other student": course / "submitted" / "perfect" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"}
-    code = "".join(WRONG.values()) + f"""
+    targets = {
+        "solutions": course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb",
+        "gradebook": course / "gradebook.db",
+        "other student": course / "submitted" / "perfect" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb",
+    }
+    code = (
+        "".join(WRONG.values())
+        + f"""
 import json
 for name, path in {json.dumps({k: str(v) for k, v in targets.items()})}.items():
     try:
@@ -236,6 +251,7 @@ for name, path in {json.dumps({k: str(v) for k, v in targets.items()})}.items():
             if cell["cell_type"] == "code" and "BEGIN SOLUTION" in "".join(cell["source"]):
                 exec("".join(cell["source"]))
 """
+    )
     return answered(ctx, {"normalize": code, "project": "", "accuracy": ""})
 
 
@@ -282,7 +298,9 @@ for name, target in [("{ASSIGNMENT}.ipynb", {str(course / "gradebook.db")!r}),
 
 def network(ctx):
     """Wrong answers, replaced by the right ones if it can download them from the grader's machine."""
-    code = "".join(WRONG.values()) + f"""
+    code = (
+        "".join(WRONG.values())
+        + f"""
 import socket
 import urllib.request
 try:
@@ -294,6 +312,7 @@ try:
 except OSError as error:
     print("no network:", error)
 """
+    )
     return answered(ctx, {"normalize": code, "project": "", "accuracy": ""})
 
 
@@ -319,27 +338,63 @@ CASES = [
     Case("partly_right", lambda ctx: replace(ctx, project=WRONG["project"]), "graded", 3),
     Case("alternative_a", lambda ctx: answered(ctx, ALTERNATIVE_A), "graded", 6),
     Case("alternative_b", lambda ctx: answered(ctx, ALTERNATIVE_B), "graded", 6),
-    Case("infinite_loop", lambda ctx: replace(ctx, normalize=INFINITE_LOOP), "flagged", 4,
-         r"cell \d+ \('test_normalize'\) timed out"),
-    Case("ignores_interrupt", lambda ctx: replace(ctx, normalize=IGNORES_INTERRUPT), "failed", None,
-         r"kernel failure in cell \d+ \('test_normalize'\): the kernel stopped responding"),
-    Case("notebook_time_limit", notebook_time_limit, "failed", None,
-         r"kernel failure in cell \d+: the notebook ran past its time limit of 15 s"),
-    Case("kernel_crash", lambda ctx: with_prefix(ctx, "accuracy", KERNEL_CRASH), "failed", None,
-         r"kernel failure in cell \d+ \('accuracy'\): the kernel exited with code 1"),
-    Case("memory_bomb", lambda ctx: replace(ctx, normalize=MEMORY_BOMB), "flagged", 4,
-         r"cell \d+ \('test_normalize'\) ran out of memory"),
-    Case("fork_bomb", lambda ctx: replace(ctx, project=FORK_BOMB), "flagged", 3,
-         r"cell \d+ \('test_project'\) timed out"),
+    Case(
+        "infinite_loop",
+        lambda ctx: replace(ctx, normalize=INFINITE_LOOP),
+        "flagged",
+        4,
+        r"cell \d+ \('test_normalize'\) timed out",
+    ),
+    Case(
+        "ignores_interrupt",
+        lambda ctx: replace(ctx, normalize=IGNORES_INTERRUPT),
+        "failed",
+        None,
+        r"kernel failure in cell \d+ \('test_normalize'\): the kernel stopped responding",
+    ),
+    Case(
+        "notebook_time_limit",
+        notebook_time_limit,
+        "failed",
+        None,
+        r"kernel failure in cell \d+: the notebook ran past its time limit of 15 s",
+    ),
+    Case(
+        "kernel_crash",
+        lambda ctx: with_prefix(ctx, "accuracy", KERNEL_CRASH),
+        "failed",
+        None,
+        r"kernel failure in cell \d+ \('accuracy'\): the kernel exited with code 1",
+    ),
+    Case(
+        "memory_bomb",
+        lambda ctx: replace(ctx, normalize=MEMORY_BOMB),
+        "flagged",
+        4,
+        r"cell \d+ \('test_normalize'\) ran out of memory",
+    ),
+    Case(
+        "fork_bomb", lambda ctx: replace(ctx, project=FORK_BOMB), "flagged", 3, r"cell \d+ \('test_project'\) timed out"
+    ),
     Case("tampered_tests", tampered_tests, "flagged", 0, r"locked cell 'test_normalize' was edited"),
     Case("deleted_test", deleted_test, "graded", 3, r"cell 'test_project' was missing: restored"),
     Case("duplicated_cells", duplicated_cells, "graded", 6, r"cell 'normalize' appears more than once"),
     Case("warnings", lambda ctx: replace(ctx, normalize=WARNINGS), "graded", 6),
-    Case("monkeypatch", lambda ctx: with_prefix(ctx, "normalize", MONKEYPATCH, WRONG), "flagged", 0,
-         r"assigns numpy\.allclose"),
+    Case(
+        "monkeypatch",
+        lambda ctx: with_prefix(ctx, "normalize", MONKEYPATCH, WRONG),
+        "flagged",
+        0,
+        r"assigns numpy\.allclose",
+    ),
     Case("patch_before_setup", patch_before_setup, "flagged", 0, r"moved below"),
-    Case("skips_tests", lambda ctx: with_prefix(ctx, "normalize", SKIP_TESTS, WRONG), "flagged", 0,
-         r"\('test_normalize'\) did not report all of its checks"),
+    Case(
+        "skips_tests",
+        lambda ctx: with_prefix(ctx, "normalize", SKIP_TESTS, WRONG),
+        "flagged",
+        0,
+        r"\('test_normalize'\) did not report all of its checks",
+    ),
     Case("reads_solutions", reads_solutions, "flagged", 0, r"uses exec"),
     Case("writes_gradebook", writes_gradebook, "graded", 6),
     Case("plants_symlinks", plants_symlinks, "graded", 6),

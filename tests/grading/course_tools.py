@@ -4,6 +4,7 @@
 Courses live under /var/tmp, not /tmp: the sandbox gives each kernel a private /tmp,
 which would hide a course there wholesale and prove nothing about hiding its parts.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from catalog import ASSIGNMENT, CASES, DUEDATE, SOURCE, Context, network_answers, write_catalog
+
 from grading.sandbox import sandbox_problem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,14 +62,21 @@ def make_course(extra_config: str = "") -> Path:
     course.chmod(0o755)
     shutil.copytree(SOURCE.parent, course / "solutions" / ASSIGNMENT)
     (course / "nbgrader_config.py").write_text(
-        CONFIG.format(root=str(ROOT), course=str(course), limits=LIMITS, extra=extra_config))
+        CONFIG.format(root=str(ROOT), course=str(course), limits=LIMITS, extra=extra_config)
+    )
     return course
 
 
 def grading(course: Path, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m grading --course COURSE ARGS...``, as an instructor runs it."""
-    return subprocess.run([PYTHON, "-m", "grading", "--course", str(course), *args], cwd=ROOT, text=True,
-                          capture_output=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [PYTHON, "-m", "grading", "--course", str(course), *args],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def nbgrader(course: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -108,8 +116,11 @@ def read_csv(path: Path) -> dict[str, dict]:
 
 
 def digest(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 @dataclass
@@ -131,8 +142,12 @@ def graded_course():
     course = released_course()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AnswerServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    ctx = Context(release=nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4),
-                  solution=nbformat.read(SOURCE, 4), course=course, port=server.server_address[1])
+    ctx = Context(
+        release=nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4),
+        solution=nbformat.read(SOURCE, 4),
+        course=course,
+        port=server.server_address[1],
+    )
     write_catalog(ctx, course / "submitted", CASES)
     before = digest(course / "submitted")
     start = time.monotonic()
@@ -144,7 +159,6 @@ def graded_course():
         path = course / "grading_reports" / ASSIGNMENT / f"{case.student}.json"
         if path.exists():
             graded.reports[case.student] = json.loads(path.read_text())
-    print(f"\ncatalog of {len(CASES)} submissions autograded in {seconds:.0f} s (preflight included)\n"
-          + result.stdout)
+    print(f"\ncatalog of {len(CASES)} submissions autograded in {seconds:.0f} s (preflight included)\n" + result.stdout)
     yield graded
     shutil.rmtree(course, ignore_errors=True)

@@ -4,6 +4,7 @@ Each case's status, autograded score and message come from its report and the
 gradebook; the run's exit status says some submissions could not be graded; hostile
 submissions change nothing outside their own grade; feedback and export follow.
 """
+
 from __future__ import annotations
 
 import re
@@ -11,11 +12,11 @@ import subprocess
 
 import nbformat
 import pytest
+from catalog import ASSIGNMENT, CASES, MAX_CODE_SCORE, MAX_SCORE, SOURCE, matches, messages
+from course_tools import digest, graded_course, grading, nbgrader, read_csv  # noqa: F401 (a fixture)
 from nbconvert import HTMLExporter
 from nbgrader.api import Gradebook
 
-from catalog import ASSIGNMENT, CASES, MAX_CODE_SCORE, MAX_SCORE, SOURCE, matches, messages
-from course_tools import digest, graded_course, grading, nbgrader, read_csv  # noqa: F401 (a fixture)
 from grading.feedback import leaked_lines, strip_hidden
 
 pytestmark = pytest.mark.slow

@@ -3,6 +3,7 @@
 Each test runs in a fresh interpreter, so that the patches cannot leak into the test session
 and the module captures its references in the order a notebook's setup cell imposes.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +11,6 @@ import sys
 import textwrap
 
 import pytest
-
 from course_tools import ROOT
 
 SETUP = """
@@ -28,8 +28,9 @@ def fails(call):
 
 
 def run(code: str) -> str:
-    result = subprocess.run([sys.executable, "-c", SETUP + textwrap.dedent(code)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", SETUP + textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -120,7 +121,16 @@ def test_values_that_could_lie_are_refused():
 
 @pytest.mark.parametrize("module", ["numpy", "math"])
 def test_checks_import_without_torch(module):
-    result = subprocess.run([sys.executable, "-c", f"import {module}, sys\nfrom grading.checks import Checks\n"
-                             "Checks().close([1.0], [1.0])\nassert 'torch' not in sys.modules"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import {module}, sys\nfrom grading.checks import Checks\n"
+            "Checks().close([1.0], [1.0])\nassert 'torch' not in sys.modules",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr

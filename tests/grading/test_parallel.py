@@ -6,6 +6,7 @@ LocalCluster of 2. The oracle is the serial run: every grade in the gradebook (a
 manual fields, per cell), every report, every autograded file and the repaired submission
 must be the same, and so must the exit status.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbgrader.api import Gradebook
-
 from catalog import ASSIGNMENT, CASES, SOURCE, Context, write_catalog
 from course_tools import ROOT, grading, read_csv, released_course, requires_sandbox
+from nbgrader.api import Gradebook
+
 from grading.sandbox import SandboxKernelManager
 
 pytestmark = pytest.mark.slow
@@ -36,26 +37,38 @@ def clone(released: Path, name: str) -> Path:
     shutil.copytree(released, course, symlinks=True)
     config = course / "nbgrader_config.py"
     config.write_text(config.read_text().replace(repr(str(released)), repr(str(course))))
-    ctx = Context(release=nbformat.read(course / "exercises" / ASSIGNMENT / NOTEBOOK, 4),
-                  solution=nbformat.read(SOURCE, 4), course=course, port=9)
+    ctx = Context(
+        release=nbformat.read(course / "exercises" / ASSIGNMENT / NOTEBOOK, 4),
+        solution=nbformat.read(SOURCE, 4),
+        course=course,
+        port=9,
+    )
     write_catalog(ctx, course / "submitted", SELECTED)
     return course
 
 
 def notebook_state(nb) -> dict:
     """A submitted notebook's late penalty, and each cell's grade (automatic and manual) and comments."""
-    return {"late_submission_penalty": nb.late_submission_penalty,
-            "grades": {g.name: (g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade) for g in nb.grades},
-            "comments": {c.name: (c.auto_comment, c.manual_comment) for c in nb.comments}}
+    return {
+        "late_submission_penalty": nb.late_submission_penalty,
+        "grades": {g.name: (g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade) for g in nb.grades},
+        "comments": {c.name: (c.auto_comment, c.manual_comment) for c in nb.comments},
+    }
 
 
 def gradebook_state(course: Path) -> dict[str, dict]:
     """Everything the gradebook holds about each submission of the assignment."""
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        return {s.student.id: {"timestamp": s.timestamp, "score": s.score, "code_score": s.code_score,
-                               "max_score": s.max_score,
-                               "notebooks": {nb.name: notebook_state(nb) for nb in s.notebooks}}
-                for s in gb.assignment_submissions(ASSIGNMENT)}
+        return {
+            s.student.id: {
+                "timestamp": s.timestamp,
+                "score": s.score,
+                "code_score": s.code_score,
+                "max_score": s.max_score,
+                "notebooks": {nb.name: notebook_state(nb) for nb in s.notebooks},
+            }
+            for s in gb.assignment_submissions(ASSIGNMENT)
+        }
 
 
 def report(course: Path, student: str) -> dict:
@@ -90,13 +103,15 @@ def files(course: Path, part: str) -> dict[str, str]:
 def outcome(course: Path, *options: str) -> dict:
     """Autograde the course with ``options``; everything the run left, comparable across runs."""
     result = grading(course, "autograde", ASSIGNMENT, "--skip-preflight", *options)
-    return {"returncode": result.returncode,
-            "summary": result.stdout.strip().splitlines()[-1],
-            "gradebook": gradebook_state(course),
-            "reports": {student: report(course, student) for student in STUDENTS},
-            "autograded": files(course, "autograded"),
-            "submitted": files(course, "submitted"),
-            "output": result.stdout + result.stderr}
+    return {
+        "returncode": result.returncode,
+        "summary": result.stdout.strip().splitlines()[-1],
+        "gradebook": gradebook_state(course),
+        "reports": {student: report(course, student) for student in STUDENTS},
+        "autograded": files(course, "autograded"),
+        "submitted": files(course, "submitted"),
+        "output": result.stdout + result.stderr,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +176,23 @@ def dask_scheduler():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    processes = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     try:
-        processes.append(subprocess.Popen([dask, "worker", address, "--nworkers", "2", "--nthreads", "1",
-                                           "--no-dashboard"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
+        processes.append(
+            subprocess.Popen(
+                [dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
         yield address

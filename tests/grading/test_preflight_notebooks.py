@@ -10,6 +10,7 @@ with small experiment sizes (``SMALL``, the notebooks' own parameters): the test
 are graded do not depend on them, and the whole runs 3-4 times as fast.
 ``PRACTICUM_PREFLIGHT_DEFAULTS=1`` keeps the notebooks' default sizes instead.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from course_tools import PYTHON, ROOT, course_base, requires_sandbox
 
 NAMES = sorted(path.stem for path in ROOT.glob("solutions/*/*.ipynb"))
@@ -35,8 +35,12 @@ SMALL = {
     "02_smoothgrad": {"PRACTICUM_N_IMAGES": "16"},
     "03_pgd_attacks": {"PRACTICUM_N_IMAGES": "32", "PRACTICUM_STEPS": "3"},
     "04_nonrobust_features": {"PRACTICUM_N_IMAGES": "200", "PRACTICUM_STEPS": "3", "PRACTICUM_EPOCHS": "1"},
-    "05_robust_models": {"PRACTICUM_N_IMAGES": "32", "PRACTICUM_STEPS": "3", "PRACTICUM_EPOCHS": "1",
-                         "PRACTICUM_N_TRAIN": "500"},
+    "05_robust_models": {
+        "PRACTICUM_N_IMAGES": "32",
+        "PRACTICUM_STEPS": "3",
+        "PRACTICUM_EPOCHS": "1",
+        "PRACTICUM_N_TRAIN": "500",
+    },
     "06_feature_visualization": {"PRACTICUM_N_IMAGES": "200", "PRACTICUM_STEPS": "20"},
 }
 CONFIG = """import sys
@@ -46,8 +50,10 @@ from grading.config import configure
 c = get_config()
 configure(c, {course!r})
 """
-RELEASE = ("import sys\nfrom grading.workflow import Course\ncourse = Course(sys.argv[1])\n"
-           "for assignment in sys.argv[2:]:\n    course.release(assignment)\n")
+RELEASE = (
+    "import sys\nfrom grading.workflow import Course\ncourse = Course(sys.argv[1])\n"
+    "for assignment in sys.argv[2:]:\n    course.release(assignment)\n"
+)
 
 
 @dataclass
@@ -69,9 +75,13 @@ def environment(name: str) -> dict[str, str]:
 def total_points(name: str) -> float:
     """The points of the notebook's autograded test cells, read from its metadata."""
     nb = nbformat.read(ROOT / "solutions" / name / f"{name}.ipynb", as_version=4)
-    return sum(float(cell.metadata.nbgrader["points"]) for cell in nb.cells
-               if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade")
-               and not cell.metadata.nbgrader.get("solution"))
+    return sum(
+        float(cell.metadata.nbgrader["points"])
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        and cell.metadata.get("nbgrader", {}).get("grade")
+        and not cell.metadata.nbgrader.get("solution")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +93,21 @@ def preflights() -> dict[str, Preflight]:
     try:
         shutil.copytree(ROOT / "solutions", course / "solutions")
         (course / "nbgrader_config.py").write_text(CONFIG.format(root=str(ROOT), course=str(course)))
-        released = subprocess.run([PYTHON, "-c", RELEASE, str(course), *NAMES], cwd=ROOT, capture_output=True,
-                                  text=True, timeout=600)
+        released = subprocess.run(
+            [PYTHON, "-c", RELEASE, str(course), *NAMES], cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
         assert released.returncode == 0, f"release failed:\n{released.stdout}\n{released.stderr}"
 
         def preflight(name: str) -> Preflight:
             started = time.monotonic()
-            result = subprocess.run([PYTHON, "-m", "grading", "--course", str(course), "preflight", name], cwd=ROOT,
-                                    env=environment(name), capture_output=True, text=True, timeout=1200)
+            result = subprocess.run(
+                [PYTHON, "-m", "grading", "--course", str(course), "preflight", name],
+                cwd=ROOT,
+                env=environment(name),
+                capture_output=True,
+                text=True,
+                timeout=1200,
+            )
             return Preflight(result, time.monotonic() - started)
 
         started = time.monotonic()
@@ -98,8 +115,11 @@ def preflights() -> dict[str, Preflight]:
             # the longest first, so that the two workers finish together
             order = sorted(NAMES, key=lambda name: name not in ("04_nonrobust_features", "05_robust_models"))
             runs = dict(zip(order, pool.map(preflight, order)))
-        print(f"\npreflight of {len(NAMES)} notebooks, {WORKERS} at a time: {time.monotonic() - started:.0f} s ("
-              + ", ".join(f"{name} {run.seconds:.0f} s" for name, run in runs.items()) + ")")
+        print(
+            f"\npreflight of {len(NAMES)} notebooks, {WORKERS} at a time: {time.monotonic() - started:.0f} s ("
+            + ", ".join(f"{name} {run.seconds:.0f} s" for name, run in runs.items())
+            + ")"
+        )
         yield runs
     finally:
         shutil.rmtree(course, ignore_errors=True)

@@ -1,4 +1,5 @@
 """The sandbox and limits of grading kernels, checked on small Python programs (no kernels)."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from course_tools import course_base, requires_sandbox
+
 from grading.sandbox import SandboxedExecute, parse_size, run_launcher
 
 
@@ -30,11 +31,13 @@ def place():
 
 
 def settings(place: Path, sandbox: bool = True, **limits) -> dict:
-    return {"sandbox": sandbox, "bwrap": shutil.which("bwrap") or "bwrap",
-            "hidden": [str(place / "solutions"), str(place / "gradebook.db")],
-            "env": {"PATH": os.environ["PATH"], "HOME": "/tmp"},
-            "limits": {"memory": 0, "cpu": 60, "wall": 60, "processes": 64, "file_size": 0, "tmp_size": 2**20,
-                       **limits}}
+    return {
+        "sandbox": sandbox,
+        "bwrap": shutil.which("bwrap") or "bwrap",
+        "hidden": [str(place / "solutions"), str(place / "gradebook.db")],
+        "env": {"PATH": os.environ["PATH"], "HOME": "/tmp"},
+        "limits": {"memory": 0, "cpu": 60, "wall": 60, "processes": 64, "file_size": 0, "tmp_size": 2**20, **limits},
+    }
 
 
 def run(place: Path, code: str, sandbox: bool = True, **limits) -> dict:
@@ -51,7 +54,7 @@ def test_working_copy_is_writable_and_the_original_untouched(place):
 
 def test_the_rest_of_the_file_system_is_read_only(place):
     code = f"""
-for path in [{str(place / 'new.txt')!r}, {str(Path(sys.executable).parent / 'x')!r}, '/var/tmp/x', '/etc/x']:
+for path in [{str(place / "new.txt")!r}, {str(Path(sys.executable).parent / "x")!r}, '/var/tmp/x', '/etc/x']:
     try:
         open(path, 'w')
         print('WROTE', path)
@@ -66,9 +69,9 @@ for path in [{str(place / 'new.txt')!r}, {str(Path(sys.executable).parent / 'x')
 
 def test_private_paths_are_hidden(place):
     code = f"""import os
-print(os.listdir({str(place / 'solutions')!r}))
+print(os.listdir({str(place / "solutions")!r}))
 try:
-    print(repr(open({str(place / 'gradebook.db')!r}).read()))
+    print(repr(open({str(place / "gradebook.db")!r}).read()))
 except OSError as error:
     print('gradebook refused')
 """
@@ -106,8 +109,9 @@ for address in [('127.0.0.1', {port}), ('1.1.1.1', 53)]:
 
 
 def test_memory_limit_raises_memory_error(place):
-    record = run(place, "try:\n    x = bytearray(3 * 2**30)\nexcept MemoryError:\n    print('MemoryError')",
-                 memory=2**30)
+    record = run(
+        place, "try:\n    x = bytearray(3 * 2**30)\nexcept MemoryError:\n    print('MemoryError')", memory=2**30
+    )
     assert record["exit_code"] == 0 and "MemoryError" in record["output_tail"]
 
 
@@ -142,8 +146,11 @@ except OSError as error:
 
 
 def test_file_size_limit(place):
-    record = run(place, "try:\n    open('big', 'wb').write(b'x' * 2**21)\nexcept OSError as e:\n    print('refused', e.errno)",
-                 file_size=2**20)
+    record = run(
+        place,
+        "try:\n    open('big', 'wb').write(b'x' * 2**21)\nexcept OSError as e:\n    print('refused', e.errno)",
+        file_size=2**20,
+    )
     assert "refused 27" in record["output_tail"]  # EFBIG
 
 
@@ -177,7 +184,8 @@ def test_kernel_environment_keeps_secrets_out(monkeypatch):
     assert SandboxedExecute().kernel_environment(sandboxed=False)["API_TOKEN"] == "secret"
 
 
-@pytest.mark.parametrize("text, size", [("512M", 512 * 2**20), ("8G", 8 * 2**30), ("1.5GiB", 3 * 2**29),
-                                        ("0", 0), (4096, 4096)])
+@pytest.mark.parametrize(
+    "text, size", [("512M", 512 * 2**20), ("8G", 8 * 2**30), ("1.5GiB", 3 * 2**29), ("0", 0), (4096, 4096)]
+)
 def test_parse_size(text, size):
     assert parse_size(text) == size

@@ -1,4 +1,5 @@
 """Repairing submitted notebooks and restoring their graded structure (no kernels)."""
+
 from __future__ import annotations
 
 import copy
@@ -6,8 +7,8 @@ import json
 
 import nbformat
 import pytest
-
 from catalog import SOURCE, grade_id, index_of
+
 from grading.sanitize import UnreadableNotebook, read_submission, restore_structure
 
 
@@ -57,8 +58,10 @@ def test_deleted_cells_come_back_in_place(release):
     nb.cells = [c for c in nb.cells if grade_id(c) not in {"setup", "test_project", "explain"}]
     restored, notes = restore_structure(nb, release)
     assert graded_ids(restored) == graded_ids(release)
-    assert restored.cells[index_of(restored, "test_project")].source == \
-        release.cells[index_of(release, "test_project")].source
+    assert (
+        restored.cells[index_of(restored, "test_project")].source
+        == release.cells[index_of(release, "test_project")].source
+    )
     assert "cell 'setup' was missing: restored from the release" in notes
 
 
@@ -72,9 +75,11 @@ def test_edited_locked_cells_and_points_are_restored(release):
     restored, notes = restore_structure(nb, release)
     assert restored.cells[index_of(restored, "test_accuracy")] == release.cells[index_of(release, "test_accuracy")]
     assert "points" not in restored.cells[index_of(restored, "accuracy")].metadata.nbgrader
-    assert {"locked cell 'test_accuracy' was edited: restored from the release",
-            "points of cell 'test_accuracy' were changed: restored from the release",
-            "points of cell 'accuracy' were changed: restored from the release"} <= set(notes)
+    assert {
+        "locked cell 'test_accuracy' was edited: restored from the release",
+        "points of cell 'test_accuracy' were changed: restored from the release",
+        "points of cell 'accuracy' were changed: restored from the release",
+    } <= set(notes)
 
 
 def test_answers_keep_the_students_source_and_the_release_metadata(release):
@@ -115,8 +120,9 @@ def test_reordered_cells_go_back_with_the_cells_that_followed_them(release):
 
 def test_unknown_ids_kernel_and_cell_ids(release):
     nb = copy.deepcopy(release)
-    stray = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade_id": "mine", "grade": True,
-                                                                      "points": 50, "solution": False}})
+    stray = nbformat.v4.new_code_cell(
+        "x = 1", metadata={"nbgrader": {"grade_id": "mine", "grade": True, "points": 50, "solution": False}}
+    )
     nb.cells.append(stray)
     nb.cells.append(copy.deepcopy(nb.cells[-1]))  # same cell id twice
     nb.metadata.kernelspec = {"name": "ir", "display_name": "R"}
@@ -141,12 +147,17 @@ def test_read_submission_repairs_what_it_can(tmp_path, release):
     assert "control characters" in read_submission(str(path))[1][0]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{\"cells\": [", "is not valid JSON and cannot be repaired"),
-    ("[1, 2]", "is JSON but not a notebook"),
-    (json.dumps({"cells": [{"cell_type": "code"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}),
-     "is not a valid notebook"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"cells": [', "is not valid JSON and cannot be repaired"),
+        ("[1, 2]", "is JSON but not a notebook"),
+        (
+            json.dumps({"cells": [{"cell_type": "code"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}),
+            "is not a valid notebook",
+        ),
+    ],
+)
 def test_read_submission_refuses_what_it_cannot_repair(tmp_path, content, message):
     path = tmp_path / "nb.ipynb"
     path.write_text(content)

@@ -1,4 +1,5 @@
 """Configuration, code audit, witnesses, output bounds, feedback and report helpers (no kernels)."""
+
 from __future__ import annotations
 
 import ast
@@ -6,13 +7,13 @@ import copy
 
 import nbformat
 import pytest
+from catalog import SOURCE, index_of
+from course_tools import ROOT
 from nbformat.v4 import new_code_cell, new_output
 from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute
 from traitlets.config import PyFileConfigLoader
 
-from catalog import SOURCE, index_of
-from course_tools import ROOT
 from grading.audit import audit, scan_cell
 from grading.checks import WITNESS_MIME
 from grading.config import autograde_steps
@@ -40,11 +41,19 @@ def test_autograde_steps_keep_nbgraders_own_in_order():
     assert ours == [SandboxedExecute if step is Execute else step for step in stock]
 
 
-@pytest.mark.parametrize("text", ["/x/a.py:3: UserWarning: careful\n  warnings.warn('careful')\n",
-                                  "\r 40%|████      | 4/10 [00:01<00:02,  3.10it/s]", "12it [00:00, 99.1it/s]"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/x/a.py:3: UserWarning: careful\n  warnings.warn('careful')\n",
+        "\r 40%|████      | 4/10 [00:01<00:02,  3.10it/s]",
+        "12it [00:00, 99.1it/s]",
+    ],
+)
 def test_stderr_noise_pattern(text):
     import re
+
     from grading.config import STDERR_NOISE
+
     assert re.search(STDERR_NOISE, text)
     assert not re.search(STDERR_NOISE, "Traceback (most recent call last):\nValueError: bad\n")
 
@@ -64,10 +73,12 @@ def test_audit_flags_tampering():
 
 
 def test_audit_leaves_ordinary_code_alone():
-    code = ("import numpy as np\nimport torch\nx0 = np.zeros(3)\n\nclass Model(torch.nn.Module):\n"
-            "    def __init__(self):\n        super().__init__()\n        self.scale = 2.0\n\n"
-            "def normalize(v):\n    out = np.asarray(v)\n    out.flags.writeable = False\n    return out\n"
-            "%matplotlib inline\n")
+    code = (
+        "import numpy as np\nimport torch\nx0 = np.zeros(3)\n\nclass Model(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.scale = 2.0\n\n"
+        "def normalize(v):\n    out = np.asarray(v)\n    out.flags.writeable = False\n    return out\n"
+        "%matplotlib inline\n"
+    )
     assert flags(code.replace("%matplotlib inline\n", "")) == []
     nb = nbformat.read(SOURCE, 4)
     nb.cells[index_of(nb, "normalize")].source = code
@@ -97,8 +108,11 @@ def test_a_test_cell_whose_checks_did_not_report_gets_no_points():
 
 def test_output_is_bounded():
     cell = new_code_cell("print(...)")
-    cell.outputs = [new_output("stream", name="stdout", text="x" * 500), new_output("stream", name="stdout", text="y"),
-                    new_output("display_data", data={"image/png": "A" * 300, "text/plain": "<Figure>"})]
+    cell.outputs = [
+        new_output("stream", name="stdout", text="x" * 500),
+        new_output("stream", name="stdout", text="y"),
+        new_output("display_data", data={"image/png": "A" * 300, "text/plain": "<Figure>"}),
+    ]
     TruncateOutputs(max_chars=100, max_data_bytes=200).preprocess_cell(cell, {}, 0)
     assert len(cell.outputs) == 2 and cell.outputs[0].text.startswith("x" * 100)
     assert "truncated by the grader" in cell.outputs[0].text
@@ -110,20 +124,30 @@ def test_feedback_hides_hidden_tests_and_their_outputs():
     test = copy.deepcopy(nb.cells[index_of(nb, "test_project")])
     visible, hidden = strip_hidden(test.source)
     assert "check.between" in "".join(hidden) and "BEGIN" not in visible and "check.between" not in visible
-    test.outputs = [new_output("error", ename="AssertionError", evalue="expected [1. 0.], got [1.15 -0.15]",
-                               traceback=["...", "check.close(project([1.5, -0.5], ...))"])]
+    test.outputs = [
+        new_output(
+            "error",
+            ename="AssertionError",
+            evalue="expected [1. 0.], got [1.15 -0.15]",
+            traceback=["...", "check.close(project([1.5, -0.5], ...))"],
+        )
+    ]
     HideHiddenTests().preprocess_cell(test, {}, 0)
     assert test.source == visible
     assert test.outputs[0].traceback == ["AssertionError: a test failed (details of hidden tests are not shown)"]
     assert leaked_lines("<pre>" + test.source + "</pre>", hidden) == []
-    assert leaked_lines("<span>check.between(project([1.5, </span><span>-0.5], [0.95, 0.05], 0.2), 0.0, 1.0, "
-                        "label=&quot;pixels stay in [0, 1]&quot;)</span>", hidden)
+    assert leaked_lines(
+        "<span>check.between(project([1.5, </span><span>-0.5], [0.95, 0.05], 0.2), 0.0, 1.0, "
+        "label=&quot;pixels stay in [0, 1]&quot;)</span>",
+        hidden,
+    )
 
 
 def test_report_lists_timeouts_and_memory_errors():
     nb = nbformat.read(SOURCE, 4)
-    nb.cells[index_of(nb, "test_normalize")].outputs = [new_output("error", ename="CellTimeoutError", evalue="",
-                                                                   traceback=[])]
+    nb.cells[index_of(nb, "test_normalize")].outputs = [
+        new_output("error", ename="CellTimeoutError", evalue="", traceback=[])
+    ]
     nb.cells[index_of(nb, "normalize")].outputs = [new_output("error", ename="MemoryError", evalue="", traceback=[])]
     assert notebook_problems(nb) == ["cell 3 ('normalize') ran out of memory", "cell 4 ('test_normalize') timed out"]
 
@@ -132,13 +156,21 @@ def test_preflight_verdict():
     from grading.workflow import preflight_verdict
 
     points = {"test_a": 2.0, "test_b": 1.0}
-    good = {"preflight-solution": {"test_a": 2.0, "test_b": 1.0}, "preflight-blank": {"test_a": 0.0, "test_b": 0.0},
-            "preflight-tampered": {"test_a": 2.0, "test_b": 1.0}}
+    good = {
+        "preflight-solution": {"test_a": 2.0, "test_b": 1.0},
+        "preflight-blank": {"test_a": 0.0, "test_b": 0.0},
+        "preflight-tampered": {"test_a": 2.0, "test_b": 1.0},
+    }
     assert preflight_verdict("nb", points, good) == ([], "nb: solution 3.0/3.0, blank 0/3.0, tampered 3.0/3.0")
-    bad = {"preflight-solution": {"test_a": 0.0, "test_b": 1.0}, "preflight-blank": {"test_a": 0.0, "test_b": 1.0},
-           "preflight-tampered": {}}
+    bad = {
+        "preflight-solution": {"test_a": 0.0, "test_b": 1.0},
+        "preflight-blank": {"test_a": 0.0, "test_b": 1.0},
+        "preflight-tampered": {},
+    }
     problems, _ = preflight_verdict("nb", points, bad)
-    assert problems == ["nb/test_a: the solution scores 0.0 of 2.0",
-                        "nb/test_a: a tampered solution scores None of 2.0 (tests or points were not restored)",
-                        "nb/test_b: the blank exercise scores 1.0 (a test that passes on the stub)",
-                        "nb/test_b: a tampered solution scores None of 1.0 (tests or points were not restored)"]
+    assert problems == [
+        "nb/test_a: the solution scores 0.0 of 2.0",
+        "nb/test_a: a tampered solution scores None of 2.0 (tests or points were not restored)",
+        "nb/test_b: the blank exercise scores 1.0 (a test that passes on the stub)",
+        "nb/test_b: a tampered solution scores None of 1.0 (tests or points were not restored)",
+    ]

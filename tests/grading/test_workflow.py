@@ -1,4 +1,5 @@
 """The instructor's commands end to end: collect, preflight, validate, stock nbgrader, no sandbox."""
+
 from __future__ import annotations
 
 import os
@@ -8,18 +9,21 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbgrader.api import Gradebook
-
 from catalog import ASSIGNMENT, CASES, SOURCE, Context, write_catalog
 from course_tools import grading, make_course, nbgrader, read_csv, released_course, requires_sandbox
+from nbgrader.api import Gradebook
 
 pytestmark = pytest.mark.slow
 SMALL = [case for case in CASES if case.student in {"perfect", "reads_solutions"}]
 
 
 def submit(course: Path, cases=SMALL) -> None:
-    ctx = Context(release=nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4),
-                  solution=nbformat.read(SOURCE, 4), course=course, port=9)
+    ctx = Context(
+        release=nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4),
+        solution=nbformat.read(SOURCE, 4),
+        course=course,
+        port=9,
+    )
     write_catalog(ctx, course / "submitted", cases)
 
 
@@ -88,8 +92,9 @@ def test_grading_refuses_to_run_without_the_sandbox():
         exported = grading(course, "export", "--to", str(course / "grades.csv"))
         assert {row["status"] for row in read_csv(course / "grades.csv").values()} == {"failed"}, exported.stderr
         # allowed explicitly, it grades, and nothing stops a submission from reading the solutions
-        allowed = grading(course, "autograde", ASSIGNMENT, "--skip-preflight",
-                          env={**os.environ, "GRADING_ALLOW_UNSANDBOXED": "1"})
+        allowed = grading(
+            course, "autograde", ASSIGNMENT, "--skip-preflight", env={**os.environ, "GRADING_ALLOW_UNSANDBOXED": "1"}
+        )
         assert allowed.returncode == 0, allowed.stdout + allowed.stderr
         assert "sandbox: NONE (allowed explicitly)" in allowed.stdout
         assert code_score(course, "reads_solutions") == 6
@@ -100,13 +105,23 @@ def test_grading_refuses_to_run_without_the_sandbox():
 CLIP = "return np.clip(np.clip(x, x0 - eps, x0 + eps), 0.0, 1.0)"
 
 
-@pytest.mark.parametrize("edit, diagnosis", [
-    (lambda course: "return np.clip(x, x0 - eps, x0 + eps)",
-     "fails 1 test cell(s) too: the code or the course's environment is broken"),
-    (lambda course: f"open({str(course / 'solutions' / ASSIGNMENT / f'{ASSIGNMENT}.ipynb')!r}).close()  # private\n"
-                    f"    {CLIP}",
-     "passes: the grading environment (sandbox, limits, missing packages) breaks it"),
-], ids=["broken code", "broken environment"])
+@pytest.mark.parametrize(
+    "edit, diagnosis",
+    [
+        (
+            lambda course: "return np.clip(x, x0 - eps, x0 + eps)",
+            "fails 1 test cell(s) too: the code or the course's environment is broken",
+        ),
+        (
+            lambda course: (
+                f"open({str(course / 'solutions' / ASSIGNMENT / f'{ASSIGNMENT}.ipynb')!r}).close()  # private\n"
+                f"    {CLIP}"
+            ),
+            "passes: the grading environment (sandbox, limits, missing packages) breaks it",
+        ),
+    ],
+    ids=["broken code", "broken environment"],
+)
 def test_preflight_refuses_solutions_that_would_not_get_full_marks(edit, diagnosis):
     requires_sandbox()
     course = make_course()

@@ -5,6 +5,7 @@ Grades every mutant and every alternative of ``tests/mutation/catalog.py`` (see
 on 2 busy CPU cores. ``--only NAME...`` grades some entries and only prints their results.
 Exits with status 1 when the kill rate is under 95 % or an alternative loses points.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         alternatives = [entry for entry in alternatives if entry.name in args.only]
 
     def show(outcome) -> None:
-        print(f"{outcome.seconds:5.0f} s  {outcome.entry.kind:11s} {outcome.entry.name:34s} {verdict(outcome)}",
-              flush=True)
+        print(
+            f"{outcome.seconds:5.0f} s  {outcome.entry.kind:11s} {outcome.entry.name:34s} {verdict(outcome)}",
+            flush=True,
+        )
 
     started = time.monotonic()
     outcomes = grade_all(mutants, alternatives, workers=args.workers, on_outcome=show)
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     kept = sum(o.full_marks for o in outcomes if o.entry.kind == "alternative")
     print(f"kill rate {killed}/{total}; alternatives with full marks {kept}/{len(alternatives)}; {seconds:.0f} s")
     if not args.only:
-        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+        date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
         RESULTS.write_text(render(outcomes, command=COMMAND, date=date, seconds=seconds, workers=args.workers))
         print(f"wrote {RESULTS}")
     return 0 if (not total or killed >= GOAL * total) and kept == len(alternatives) else 1

@@ -6,6 +6,7 @@ to that cell's solution, the code between ``### BEGIN SOLUTION`` and ``### END S
 all of it, re-indented as the solution is). Every mutant must lose points; every
 alternative must keep full marks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,260 +39,699 @@ NB4, NB5, NB6 = "04_nonrobust_features", "05_robust_models", "06_feature_visuali
 
 MUTANTS = (
     # 01: input_gradient, rank_correlation, randomized_copy
-    mutant("saliency-of-probability", NB1, "input_gradient", "gradient of the softmax probability, not the logit",
-            ("model(x).gather(", "model(x).softmax(dim=1).gather(")),
-    mutant("saliency-of-predicted-class", NB1, "input_gradient",
-            "saliency of the wrong class: the predicted one, not the target",
-            ("score = model(x).gather(1, target.view(-1, 1)).sum()",
-            "logits = model(x)\n        score = logits.gather(1, logits.argmax(dim=1, keepdim=True)).sum()")),
-    mutant("saliency-train-mode", NB1, "input_gradient", "no eval mode (dropout active while differentiating)",
-            ("with eval_mode(model), torch.enable_grad():", "with torch.enable_grad():")),
-    mutant("saliency-no-enable-grad", NB1, "input_gradient", "no torch.enable_grad(): fails inside torch.no_grad()",
-            ("with eval_mode(model), torch.enable_grad():", "with eval_mode(model):")),
-    mutant("saliency-grad-on-caller-tensor", NB1, "input_gradient",
-            "switches the caller's tensor to requires_grad (no detached copy)",
-            ("x = x.detach().clone().requires_grad_(True)", "x = x.requires_grad_(True)")),
-    mutant("spearman-argsort-once", NB1, "rank_correlation", "one argsort: the sorting permutation, not the ranks",
-            (".argsort(dim=1).argsort(dim=1)", ".argsort(dim=1)")),
-    mutant("spearman-no-ranks", NB1, "rank_correlation", "Pearson correlation of the values (no ranks)",
-            (".flatten(1).argsort(dim=1).argsort(dim=1).double()", ".flatten(1).double()")),
-    mutant("spearman-not-centered", NB1, "rank_correlation", "ranks not centred (cosine similarity of the ranks)",
-            ("return ranks - ranks.mean(dim=1, keepdim=True)", "return ranks")),
-    mutant("randomize-in-place", NB1, "randomized_copy", "no copy: re-initializes the trained model itself",
-            ("copy.deepcopy(model)", "model")),
-    mutant("randomize-shallow-copy", NB1, "randomized_copy",
-            "shallow copy.copy: the layers are shared with the original",
-            ("copy.deepcopy(model)", "copy.copy(model)")),
-    mutant("randomize-first-layer-only", NB1, "randomized_copy", "re-initializes only the first named layer",
-            ("for name in layers:", "for name in layers[:1]:")),
+    mutant(
+        "saliency-of-probability",
+        NB1,
+        "input_gradient",
+        "gradient of the softmax probability, not the logit",
+        ("model(x).gather(", "model(x).softmax(dim=1).gather("),
+    ),
+    mutant(
+        "saliency-of-predicted-class",
+        NB1,
+        "input_gradient",
+        "saliency of the wrong class: the predicted one, not the target",
+        (
+            "score = model(x).gather(1, target.view(-1, 1)).sum()",
+            "logits = model(x)\n        score = logits.gather(1, logits.argmax(dim=1, keepdim=True)).sum()",
+        ),
+    ),
+    mutant(
+        "saliency-train-mode",
+        NB1,
+        "input_gradient",
+        "no eval mode (dropout active while differentiating)",
+        ("with eval_mode(model), torch.enable_grad():", "with torch.enable_grad():"),
+    ),
+    mutant(
+        "saliency-no-enable-grad",
+        NB1,
+        "input_gradient",
+        "no torch.enable_grad(): fails inside torch.no_grad()",
+        ("with eval_mode(model), torch.enable_grad():", "with eval_mode(model):"),
+    ),
+    mutant(
+        "saliency-grad-on-caller-tensor",
+        NB1,
+        "input_gradient",
+        "switches the caller's tensor to requires_grad (no detached copy)",
+        ("x = x.detach().clone().requires_grad_(True)", "x = x.requires_grad_(True)"),
+    ),
+    mutant(
+        "spearman-argsort-once",
+        NB1,
+        "rank_correlation",
+        "one argsort: the sorting permutation, not the ranks",
+        (".argsort(dim=1).argsort(dim=1)", ".argsort(dim=1)"),
+    ),
+    mutant(
+        "spearman-no-ranks",
+        NB1,
+        "rank_correlation",
+        "Pearson correlation of the values (no ranks)",
+        (".flatten(1).argsort(dim=1).argsort(dim=1).double()", ".flatten(1).double()"),
+    ),
+    mutant(
+        "spearman-not-centered",
+        NB1,
+        "rank_correlation",
+        "ranks not centred (cosine similarity of the ranks)",
+        ("return ranks - ranks.mean(dim=1, keepdim=True)", "return ranks"),
+    ),
+    mutant(
+        "randomize-in-place",
+        NB1,
+        "randomized_copy",
+        "no copy: re-initializes the trained model itself",
+        ("copy.deepcopy(model)", "model"),
+    ),
+    mutant(
+        "randomize-shallow-copy",
+        NB1,
+        "randomized_copy",
+        "shallow copy.copy: the layers are shared with the original",
+        ("copy.deepcopy(model)", "copy.copy(model)"),
+    ),
+    mutant(
+        "randomize-first-layer-only",
+        NB1,
+        "randomized_copy",
+        "re-initializes only the first named layer",
+        ("for name in layers:", "for name in layers[:1]:"),
+    ),
     # 02: noisy_copies, smoothgrad, deletion_drop
-    mutant("noise-not-scaled-to-range", NB2, "noisy_copies",
-            "noise not scaled to the input range (sigma = noise_level)",
-            ("sigma = noise_level * (high - low)", "sigma = noise_level")),
-    mutant("noise-clamped", NB2, "noisy_copies", "noisy copies clamped to the value range",
-            ("return x.unsqueeze(0) + sigma * torch.randn(", "return (x.unsqueeze(0) + sigma * torch.randn("),
-            ("device=x.device)", "device=x.device)).clamp(low, high)")),
-    mutant("noise-shared-by-copies", NB2, "noisy_copies", "one noise draw shared by all n copies",
-            ("torch.randn((n, *x.shape), dtype=x.dtype, device=x.device)",
-            "torch.randn(x.shape, dtype=x.dtype, device=x.device).expand(n, *x.shape)")),
-    mutant("noise-variance-as-std", NB2, "noisy_copies", "sigma squared: the variance used as the standard deviation",
-            ("sigma = noise_level * (high - low)", "sigma = (noise_level * (high - low)) ** 2")),
-    mutant("smoothgrad-targets-interleaved", NB2, "smoothgrad",
-            "targets repeated with repeat_interleave: copies get other images' classes",
-            ("target.repeat(n)", "target.repeat_interleave(n)")),
-    mutant("smoothgrad-sum", NB2, "smoothgrad", "sums the gradients over the copies instead of averaging",
-            (".mean(dim=0)", ".sum(dim=0)")),
-    mutant("smoothgrad-no-noise", NB2, "smoothgrad", "differentiates at the clean image n times (noise never added)",
-            ("noisy_copies(x, noise_level, n).flatten(0, 1)", "x.detach().repeat(n, 1, 1, 1)")),
-    mutant("smoothgrad-train-mode", NB2, "smoothgrad", "no eval mode (dropout active while differentiating)",
-            ("with eval_mode(model), torch.enable_grad():", "with torch.enable_grad():")),
-    mutant("deletion-signed-ranking", NB2, "deletion_drop", "pixels ranked by signed value, not magnitude",
-            ("saliency_map.detach().abs().sum(dim=1)", "saliency_map.detach().sum(dim=1)")),
-    mutant("deletion-least-salient", NB2, "deletion_drop", "deletes the least salient pixels",
-            ("magnitude.topk(k, dim=1)", "magnitude.topk(k, dim=1, largest=False)")),
-    mutant("deletion-first-channel", NB2, "deletion_drop", "ranks pixels by the first channel's saliency only",
-            ("saliency_map.detach().abs().sum(dim=1)", "saliency_map.detach()[:, 0].abs()")),
-    mutant("deletion-sign-flipped", NB2, "deletion_drop", "rise instead of fall: logit after deletion minus before",
-            ("drop = model(x) - model(x_deleted)", "drop = model(x_deleted) - model(x)")),
-    mutant("deletion-floor", NB2, "deletion_drop", "k rounded down (int) instead of to the nearest",
-            ("k = round(fraction * magnitude.shape[1])", "k = int(fraction * magnitude.shape[1])")),
+    mutant(
+        "noise-not-scaled-to-range",
+        NB2,
+        "noisy_copies",
+        "noise not scaled to the input range (sigma = noise_level)",
+        ("sigma = noise_level * (high - low)", "sigma = noise_level"),
+    ),
+    mutant(
+        "noise-clamped",
+        NB2,
+        "noisy_copies",
+        "noisy copies clamped to the value range",
+        ("return x.unsqueeze(0) + sigma * torch.randn(", "return (x.unsqueeze(0) + sigma * torch.randn("),
+        ("device=x.device)", "device=x.device)).clamp(low, high)"),
+    ),
+    mutant(
+        "noise-shared-by-copies",
+        NB2,
+        "noisy_copies",
+        "one noise draw shared by all n copies",
+        (
+            "torch.randn((n, *x.shape), dtype=x.dtype, device=x.device)",
+            "torch.randn(x.shape, dtype=x.dtype, device=x.device).expand(n, *x.shape)",
+        ),
+    ),
+    mutant(
+        "noise-variance-as-std",
+        NB2,
+        "noisy_copies",
+        "sigma squared: the variance used as the standard deviation",
+        ("sigma = noise_level * (high - low)", "sigma = (noise_level * (high - low)) ** 2"),
+    ),
+    mutant(
+        "smoothgrad-targets-interleaved",
+        NB2,
+        "smoothgrad",
+        "targets repeated with repeat_interleave: copies get other images' classes",
+        ("target.repeat(n)", "target.repeat_interleave(n)"),
+    ),
+    mutant(
+        "smoothgrad-sum",
+        NB2,
+        "smoothgrad",
+        "sums the gradients over the copies instead of averaging",
+        (".mean(dim=0)", ".sum(dim=0)"),
+    ),
+    mutant(
+        "smoothgrad-no-noise",
+        NB2,
+        "smoothgrad",
+        "differentiates at the clean image n times (noise never added)",
+        ("noisy_copies(x, noise_level, n).flatten(0, 1)", "x.detach().repeat(n, 1, 1, 1)"),
+    ),
+    mutant(
+        "smoothgrad-train-mode",
+        NB2,
+        "smoothgrad",
+        "no eval mode (dropout active while differentiating)",
+        ("with eval_mode(model), torch.enable_grad():", "with torch.enable_grad():"),
+    ),
+    mutant(
+        "deletion-signed-ranking",
+        NB2,
+        "deletion_drop",
+        "pixels ranked by signed value, not magnitude",
+        ("saliency_map.detach().abs().sum(dim=1)", "saliency_map.detach().sum(dim=1)"),
+    ),
+    mutant(
+        "deletion-least-salient",
+        NB2,
+        "deletion_drop",
+        "deletes the least salient pixels",
+        ("magnitude.topk(k, dim=1)", "magnitude.topk(k, dim=1, largest=False)"),
+    ),
+    mutant(
+        "deletion-first-channel",
+        NB2,
+        "deletion_drop",
+        "ranks pixels by the first channel's saliency only",
+        ("saliency_map.detach().abs().sum(dim=1)", "saliency_map.detach()[:, 0].abs()"),
+    ),
+    mutant(
+        "deletion-sign-flipped",
+        NB2,
+        "deletion_drop",
+        "rise instead of fall: logit after deletion minus before",
+        ("drop = model(x) - model(x_deleted)", "drop = model(x_deleted) - model(x)"),
+    ),
+    mutant(
+        "deletion-floor",
+        NB2,
+        "deletion_drop",
+        "k rounded down (int) instead of to the nearest",
+        ("k = round(fraction * magnitude.shape[1])", "k = int(fraction * magnitude.shape[1])"),
+    ),
     # 03: fgsm, step_direction, project, pgd
-    mutant("fgsm-descent", NB3, "fgsm", "gradient descent instead of ascent",
-            ("x.detach() + eps * grad.sign()", "x.detach() - eps * grad.sign()")),
-    mutant("fgsm-no-clamp", NB3, "fgsm", "no clamp to [0, 1]",
-            ("return (x.detach() + eps * grad.sign()).clamp(0, 1)", "return x.detach() + eps * grad.sign()")),
-    mutant("fgsm-raw-gradient", NB3, "fgsm", "steps along the raw gradient, not its sign",
-            ("eps * grad.sign()", "eps * grad")),
-    mutant("l2-step-unnormalized", NB3, "step_direction", "un-normalized L2 step (the raw gradient)",
-            ("return grad / norms.view(-1, *([1] * (grad.dim() - 1)))", "return grad")),
-    mutant("l2-step-batch-norm", NB3, "step_direction",
-            "L2 step normalized by the norm of the whole batch, not per image",
-            ("norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)",
-            "norms = grad.norm().clamp_min(1e-12).expand(grad.shape[0])")),
-    mutant("l2-step-zero-division", NB3, "step_direction", "no guard: a zero gradient gives NaN",
-            (".norm(dim=1).clamp_min(1e-12)", ".norm(dim=1)")),
-    mutant("linf-no-projection", NB3, "project", "no projection onto the L-inf eps-ball",
-            ("return delta.clamp(-eps, eps)", "return delta")),
-    mutant("l2-projection-always-rescales", NB3, "project",
-            "L2: every perturbation rescaled to length eps, even inside the ball",
-            ("(eps / norms).clamp(max=1.0)", "eps / norms")),
-    mutant("l2-projection-by-clipping", NB3, "project", "L2 ball projected by clipping each pixel to [-eps, eps]",
-            ('if norm == "linf":', 'if norm in ("linf", "l2"):')),
-    mutant("pgd-descent", NB3, "pgd", "gradient descent instead of ascent",
-            ("sign = -1.0 if targeted else 1.0", "sign = 1.0 if targeted else -1.0")),
-    mutant("pgd-no-projection", NB3, "pgd", "no projection onto the eps-ball",
-            ("x_adv = (x + project(x_adv - x, eps, norm)).clamp(0, 1)", "x_adv = x_adv.clamp(0, 1)")),
-    mutant("pgd-no-clamp", NB3, "pgd", "no clamp to [0, 1]",
-            ("x_adv = (x + project(x_adv - x, eps, norm)).clamp(0, 1)", "x_adv = x + project(x_adv - x, eps, norm)")),
-    mutant("pgd-projects-each-step", NB3, "pgd", "projects each step, not the total perturbation",
-            ("x_adv = x_adv.detach() + sign * alpha * step_direction(grad, norm)",
-            "step = sign * alpha * step_direction(grad, norm)"),
-            ("x_adv = (x + project(x_adv - x, eps, norm)).clamp(0, 1)",
-            "x_adv = (x_adv.detach() + project(step, eps, norm)).clamp(0, 1)")),
-    mutant("pgd-train-mode", NB3, "pgd", "no eval mode (dropout and batch norm in training mode during the attack)",
-            ("with eval_mode(model), torch.enable_grad():", "with torch.enable_grad():")),
-    mutant("pgd-targeted-ignored", NB3, "pgd", "targeted attacks also ascend the loss",
-            ("sign = -1.0 if targeted else 1.0", "sign = 1.0")),
-    mutant("pgd-random-start", NB3, "pgd", "starts at a random point of the ball, not at x",
-            ("x_adv = x.clone()", "x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)")),
+    mutant(
+        "fgsm-descent",
+        NB3,
+        "fgsm",
+        "gradient descent instead of ascent",
+        ("x.detach() + eps * grad.sign()", "x.detach() - eps * grad.sign()"),
+    ),
+    mutant(
+        "fgsm-no-clamp",
+        NB3,
+        "fgsm",
+        "no clamp to [0, 1]",
+        ("return (x.detach() + eps * grad.sign()).clamp(0, 1)", "return x.detach() + eps * grad.sign()"),
+    ),
+    mutant(
+        "fgsm-raw-gradient",
+        NB3,
+        "fgsm",
+        "steps along the raw gradient, not its sign",
+        ("eps * grad.sign()", "eps * grad"),
+    ),
+    mutant(
+        "l2-step-unnormalized",
+        NB3,
+        "step_direction",
+        "un-normalized L2 step (the raw gradient)",
+        ("return grad / norms.view(-1, *([1] * (grad.dim() - 1)))", "return grad"),
+    ),
+    mutant(
+        "l2-step-batch-norm",
+        NB3,
+        "step_direction",
+        "L2 step normalized by the norm of the whole batch, not per image",
+        (
+            "norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)",
+            "norms = grad.norm().clamp_min(1e-12).expand(grad.shape[0])",
+        ),
+    ),
+    mutant(
+        "l2-step-zero-division",
+        NB3,
+        "step_direction",
+        "no guard: a zero gradient gives NaN",
+        (".norm(dim=1).clamp_min(1e-12)", ".norm(dim=1)"),
+    ),
+    mutant(
+        "linf-no-projection",
+        NB3,
+        "project",
+        "no projection onto the L-inf eps-ball",
+        ("return delta.clamp(-eps, eps)", "return delta"),
+    ),
+    mutant(
+        "l2-projection-always-rescales",
+        NB3,
+        "project",
+        "L2: every perturbation rescaled to length eps, even inside the ball",
+        ("(eps / norms).clamp(max=1.0)", "eps / norms"),
+    ),
+    mutant(
+        "l2-projection-by-clipping",
+        NB3,
+        "project",
+        "L2 ball projected by clipping each pixel to [-eps, eps]",
+        ('if norm == "linf":', 'if norm in ("linf", "l2"):'),
+    ),
+    mutant(
+        "pgd-descent",
+        NB3,
+        "pgd",
+        "gradient descent instead of ascent",
+        ("sign = -1.0 if targeted else 1.0", "sign = 1.0 if targeted else -1.0"),
+    ),
+    mutant(
+        "pgd-no-projection",
+        NB3,
+        "pgd",
+        "no projection onto the eps-ball",
+        ("x_adv = (x + project(x_adv - x, eps, norm)).clamp(0, 1)", "x_adv = x_adv.clamp(0, 1)"),
+    ),
+    mutant(
+        "pgd-no-clamp",
+        NB3,
+        "pgd",
+        "no clamp to [0, 1]",
+        ("x_adv = (x + project(x_adv - x, eps, norm)).clamp(0, 1)", "x_adv = x + project(x_adv - x, eps, norm)"),
+    ),
+    mutant(
+        "pgd-projects-each-step",
+        NB3,
+        "pgd",
+        "projects each step, not the total perturbation",
+        (
+            "x_adv = x_adv.detach() + sign * alpha * step_direction(grad, norm)",
+            "step = sign * alpha * step_direction(grad, norm)",
+        ),
+        (
+            "x_adv = (x + project(x_adv - x, eps, norm)).clamp(0, 1)",
+            "x_adv = (x_adv.detach() + project(step, eps, norm)).clamp(0, 1)",
+        ),
+    ),
+    mutant(
+        "pgd-train-mode",
+        NB3,
+        "pgd",
+        "no eval mode (dropout and batch norm in training mode during the attack)",
+        ("with eval_mode(model), torch.enable_grad():", "with torch.enable_grad():"),
+    ),
+    mutant(
+        "pgd-targeted-ignored",
+        NB3,
+        "pgd",
+        "targeted attacks also ascend the loss",
+        ("sign = -1.0 if targeted else 1.0", "sign = 1.0"),
+    ),
+    mutant(
+        "pgd-random-start",
+        NB3,
+        "pgd",
+        "starts at a random point of the ball, not at x",
+        ("x_adv = x.clone()", "x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)"),
+    ),
     # 04: targets, attack_towards, prediction_shares
-    mutant("d-det-labels-not-flipped", NB4, "targets", "labels not flipped in D_det: the target is the own class",
-            ("return (y + 1) % num_classes", "return y")),
-    mutant("d-det-no-wraparound", NB4, "targets", "next class without wrap-around (9 -> 10)",
-            ("return (y + 1) % num_classes", "return y + 1")),
-    mutant("d-rand-own-class", NB4, "targets", "D_rand may draw the image's own class",
-            ("torch.randint(1, num_classes,", "torch.randint(0, num_classes,")),
-    mutant("d-rand-ignores-generator", NB4, "targets", "D_rand ignores the generator (global random state)",
-            (", generator=generator)", ")")),
-    mutant("d-rand-off-by-one", NB4, "targets", "off by one: the class before the own one is never drawn",
-            ("torch.randint(1, num_classes,", "torch.randint(1, num_classes - 1,")),
-    mutant("towards-untargeted", NB4, "attack_towards", "untargeted attack: pushed away from the targets",
-            ("targeted=True", "targeted=False")),
-    mutant("towards-random-start", NB4, "attack_towards", "random start in the ball",
-            ("random_start=False", "random_start=True")),
-    mutant("towards-norm-ignored", NB4, "attack_towards", "always the L-inf ball, whatever the norm",
-            ("norm=norm", 'norm="linf"')),
-    mutant("shares-no-wraparound", NB4, "prediction_shares", "next class without wrap-around",
-            ("(y + 1) % num_classes", "(y + 1)")),
-    mutant("shares-tensors", NB4, "prediction_shares", "returns tensors, not Python floats",
-            ("share_true = (predicted == y).float().mean().item()", "share_true = (predicted == y).float().mean()"),
-            ("% num_classes).float().mean().item()", "% num_classes).float().mean()")),
+    mutant(
+        "d-det-labels-not-flipped",
+        NB4,
+        "targets",
+        "labels not flipped in D_det: the target is the own class",
+        ("return (y + 1) % num_classes", "return y"),
+    ),
+    mutant(
+        "d-det-no-wraparound",
+        NB4,
+        "targets",
+        "next class without wrap-around (9 -> 10)",
+        ("return (y + 1) % num_classes", "return y + 1"),
+    ),
+    mutant(
+        "d-rand-own-class",
+        NB4,
+        "targets",
+        "D_rand may draw the image's own class",
+        ("torch.randint(1, num_classes,", "torch.randint(0, num_classes,"),
+    ),
+    mutant(
+        "d-rand-ignores-generator",
+        NB4,
+        "targets",
+        "D_rand ignores the generator (global random state)",
+        (", generator=generator)", ")"),
+    ),
+    mutant(
+        "d-rand-off-by-one",
+        NB4,
+        "targets",
+        "off by one: the class before the own one is never drawn",
+        ("torch.randint(1, num_classes,", "torch.randint(1, num_classes - 1,"),
+    ),
+    mutant(
+        "towards-untargeted",
+        NB4,
+        "attack_towards",
+        "untargeted attack: pushed away from the targets",
+        ("targeted=True", "targeted=False"),
+    ),
+    mutant(
+        "towards-random-start",
+        NB4,
+        "attack_towards",
+        "random start in the ball",
+        ("random_start=False", "random_start=True"),
+    ),
+    mutant(
+        "towards-norm-ignored",
+        NB4,
+        "attack_towards",
+        "always the L-inf ball, whatever the norm",
+        ("norm=norm", 'norm="linf"'),
+    ),
+    mutant(
+        "shares-no-wraparound",
+        NB4,
+        "prediction_shares",
+        "next class without wrap-around",
+        ("(y + 1) % num_classes", "(y + 1)"),
+    ),
+    mutant(
+        "shares-tensors",
+        NB4,
+        "prediction_shares",
+        "returns tensors, not Python floats",
+        ("share_true = (predicted == y).float().mean().item()", "share_true = (predicted == y).float().mean()"),
+        ("% num_classes).float().mean().item()", "% num_classes).float().mean()"),
+    ),
     # 05: linear_worst_margin, adversarial_training_step, alignment_score
-    mutant("margin-dual-norms-swapped", NB5, "linear_worst_margin", "dual norms swapped (L2 for L-inf, L1 for L2)",
-            ('differences.abs().sum(dim=2) if norm == "linf" else differences.norm(dim=2)',
-            'differences.norm(dim=2) if norm == "linf" else differences.abs().sum(dim=2)')),
-    mutant("margin-own-class-included", NB5, "linear_worst_margin", "own class not excluded (minimum is at most 0)",
-            ('worst = worst.scatter(1, y.view(-1, 1), float("inf"))', "")),
-    mutant("margin-max-over-classes", NB5, "linear_worst_margin",
-            "maximum over the other classes instead of the minimum",
-            ('float("inf")', 'float("-inf")'), ("worst.min(dim=1)", "worst.max(dim=1)")),
-    mutant("margin-no-bias", NB5, "linear_worst_margin", "biases ignored",
-            ("logits = z @ weight.T + bias", "logits = z @ weight.T")),
-    mutant("margin-plus-eps", NB5, "linear_worst_margin", "the perturbation helps: + eps ||w_y - w_k||",
-            ("worst = margins - eps * dual", "worst = margins + eps * dual")),
-    mutant("margin-norm-of-own-weights", NB5, "linear_worst_margin", "eps times the norm of w_y, not of w_y - w_k",
-            ("weight[y].unsqueeze(1) - weight.unsqueeze(0)", "weight[y].unsqueeze(1).expand(-1, weight.shape[0], -1)")),
-    mutant("advtrain-clean-batch", NB5, "adversarial_training_step",
-            "trains on the clean batch (attack computed, unused)",
-            ("loss = F.cross_entropy(model(x_adv), y)", "loss = F.cross_entropy(model(x), y)")),
-    mutant("advtrain-no-zero-grad", NB5, "adversarial_training_step",
-            "gradients never zeroed: they accumulate over steps",
-            ("optimizer.zero_grad()\n    loss.backward()", "loss.backward()")),
-    mutant("advtrain-eval-mode-update", NB5, "adversarial_training_step",
-            "update in eval mode (batch-norm statistics frozen)",
-            ("model.train()\n    loss =", "loss =")),
-    mutant("advtrain-attack-descends", NB5, "adversarial_training_step",
-            "the attack descends the loss (targeted at the labels)",
-            ("norm=norm)", "norm=norm, targeted=True)")),
-    mutant("advtrain-loss-after-update", NB5, "adversarial_training_step", "returns the loss after the update",
-            ("return loss.item()", "return F.cross_entropy(model(x_adv), y).item()")),
-    mutant("alignment-signed-mass", NB5, "alignment_score", "signed mass: negative saliency cancels positive",
-            ("saliency_map.detach().abs().sum(dim=1)", "saliency_map.detach().sum(dim=1)")),
-    mutant("alignment-mean-channel", NB5, "alignment_score",
-            "foreground from the mean over channels, not the brightest",
-            ("x.amax(dim=1)", "x.mean(dim=1)")),
-    mutant("alignment-threshold-ignored", NB5, "alignment_score", "threshold argument ignored (always 0.1)",
-            ("> threshold", "> 0.1")),
+    mutant(
+        "margin-dual-norms-swapped",
+        NB5,
+        "linear_worst_margin",
+        "dual norms swapped (L2 for L-inf, L1 for L2)",
+        (
+            'differences.abs().sum(dim=2) if norm == "linf" else differences.norm(dim=2)',
+            'differences.norm(dim=2) if norm == "linf" else differences.abs().sum(dim=2)',
+        ),
+    ),
+    mutant(
+        "margin-own-class-included",
+        NB5,
+        "linear_worst_margin",
+        "own class not excluded (minimum is at most 0)",
+        ('worst = worst.scatter(1, y.view(-1, 1), float("inf"))', ""),
+    ),
+    mutant(
+        "margin-max-over-classes",
+        NB5,
+        "linear_worst_margin",
+        "maximum over the other classes instead of the minimum",
+        ('float("inf")', 'float("-inf")'),
+        ("worst.min(dim=1)", "worst.max(dim=1)"),
+    ),
+    mutant(
+        "margin-no-bias",
+        NB5,
+        "linear_worst_margin",
+        "biases ignored",
+        ("logits = z @ weight.T + bias", "logits = z @ weight.T"),
+    ),
+    mutant(
+        "margin-plus-eps",
+        NB5,
+        "linear_worst_margin",
+        "the perturbation helps: + eps ||w_y - w_k||",
+        ("worst = margins - eps * dual", "worst = margins + eps * dual"),
+    ),
+    mutant(
+        "margin-norm-of-own-weights",
+        NB5,
+        "linear_worst_margin",
+        "eps times the norm of w_y, not of w_y - w_k",
+        ("weight[y].unsqueeze(1) - weight.unsqueeze(0)", "weight[y].unsqueeze(1).expand(-1, weight.shape[0], -1)"),
+    ),
+    mutant(
+        "advtrain-clean-batch",
+        NB5,
+        "adversarial_training_step",
+        "trains on the clean batch (attack computed, unused)",
+        ("loss = F.cross_entropy(model(x_adv), y)", "loss = F.cross_entropy(model(x), y)"),
+    ),
+    mutant(
+        "advtrain-no-zero-grad",
+        NB5,
+        "adversarial_training_step",
+        "gradients never zeroed: they accumulate over steps",
+        ("optimizer.zero_grad()\n    loss.backward()", "loss.backward()"),
+    ),
+    mutant(
+        "advtrain-eval-mode-update",
+        NB5,
+        "adversarial_training_step",
+        "update in eval mode (batch-norm statistics frozen)",
+        ("model.train()\n    loss =", "loss ="),
+    ),
+    mutant(
+        "advtrain-attack-descends",
+        NB5,
+        "adversarial_training_step",
+        "the attack descends the loss (targeted at the labels)",
+        ("norm=norm)", "norm=norm, targeted=True)"),
+    ),
+    mutant(
+        "advtrain-loss-after-update",
+        NB5,
+        "adversarial_training_step",
+        "returns the loss after the update",
+        ("return loss.item()", "return F.cross_entropy(model(x_adv), y).item()"),
+    ),
+    mutant(
+        "alignment-signed-mass",
+        NB5,
+        "alignment_score",
+        "signed mass: negative saliency cancels positive",
+        ("saliency_map.detach().abs().sum(dim=1)", "saliency_map.detach().sum(dim=1)"),
+    ),
+    mutant(
+        "alignment-mean-channel",
+        NB5,
+        "alignment_score",
+        "foreground from the mean over channels, not the brightest",
+        ("x.amax(dim=1)", "x.mean(dim=1)"),
+    ),
+    mutant(
+        "alignment-threshold-ignored",
+        NB5,
+        "alignment_score",
+        "threshold argument ignored (always 0.1)",
+        ("> threshold", "> 0.1"),
+    ),
     # 06: neuron_activation, visualize_neuron, top_activating
-    mutant("neuron-from-logits", NB6, "neuron_activation", "reads the logits, not the representation",
-            ("rep = model.representation(x)", "rep = model(x)")),
-    mutant("neuron-detached", NB6, "neuron_activation", "detached: not differentiable",
-            ("rep = model.representation(x)", "rep = model.representation(x).detach()")),
-    mutant("neuron-row-not-column", NB6, "neuron_activation", "an int picks an image (row), not a neuron",
-            ("return rep[:, neuron]", "return rep[neuron]")),
-    mutant("neuron-tensor-as-columns", NB6, "neuron_activation",
-            "a tensor of neurons indexes columns: N x N, not one per image",
-            ("return rep.gather(1, neuron.view(-1, 1).to(rep.device)).squeeze(1)", "return rep[:, neuron]")),
-    mutant("visualize-minimizes", NB6, "visualize_neuron", "minimizing instead of maximizing the neuron",
-            ("random_start=False,", "random_start=False, targeted=True,")),
-    mutant("visualize-linf", NB6, "visualize_neuron", "L-inf ascent instead of L2",
-            ('norm="l2"', 'norm="linf"')),
-    mutant("visualize-random-start", NB6, "visualize_neuron", "random start in the ball, not the given images",
-            ("random_start=False", "random_start=True")),
-    mutant("top-least-activating", NB6, "top_activating", "the least activating images",
-            ("activation.topk(k)", "activation.topk(k, largest=False)")),
-    mutant("top-with-gradients", NB6, "top_activating", "activations kept in the autograd graph",
-            ("features.representation(model, x, batch_size=500)", "model.representation(x)")),
-    mutant("top-lowest-first", NB6, "top_activating", "the top k, lowest first",
-            ("return indices, values", "return indices.flip(0), values.flip(0)")),
+    mutant(
+        "neuron-from-logits",
+        NB6,
+        "neuron_activation",
+        "reads the logits, not the representation",
+        ("rep = model.representation(x)", "rep = model(x)"),
+    ),
+    mutant(
+        "neuron-detached",
+        NB6,
+        "neuron_activation",
+        "detached: not differentiable",
+        ("rep = model.representation(x)", "rep = model.representation(x).detach()"),
+    ),
+    mutant(
+        "neuron-row-not-column",
+        NB6,
+        "neuron_activation",
+        "an int picks an image (row), not a neuron",
+        ("return rep[:, neuron]", "return rep[neuron]"),
+    ),
+    mutant(
+        "neuron-tensor-as-columns",
+        NB6,
+        "neuron_activation",
+        "a tensor of neurons indexes columns: N x N, not one per image",
+        ("return rep.gather(1, neuron.view(-1, 1).to(rep.device)).squeeze(1)", "return rep[:, neuron]"),
+    ),
+    mutant(
+        "visualize-minimizes",
+        NB6,
+        "visualize_neuron",
+        "minimizing instead of maximizing the neuron",
+        ("random_start=False,", "random_start=False, targeted=True,"),
+    ),
+    mutant("visualize-linf", NB6, "visualize_neuron", "L-inf ascent instead of L2", ('norm="l2"', 'norm="linf"')),
+    mutant(
+        "visualize-random-start",
+        NB6,
+        "visualize_neuron",
+        "random start in the ball, not the given images",
+        ("random_start=False", "random_start=True"),
+    ),
+    mutant(
+        "top-least-activating",
+        NB6,
+        "top_activating",
+        "the least activating images",
+        ("activation.topk(k)", "activation.topk(k, largest=False)"),
+    ),
+    mutant(
+        "top-with-gradients",
+        NB6,
+        "top_activating",
+        "activations kept in the autograd graph",
+        ("features.representation(model, x, batch_size=500)", "model.representation(x)"),
+    ),
+    mutant(
+        "top-lowest-first",
+        NB6,
+        "top_activating",
+        "the top k, lowest first",
+        ("return indices, values", "return indices.flip(0), values.flip(0)"),
+    ),
 )
 
 ALTERNATIVES = (
-    alternative("saliency-backward", NB1, "input_gradient", ".backward() and x.grad instead of torch.autograd.grad",
-                (WHOLE, "x = x.detach().clone().requires_grad_(True)\n"
-                        "with eval_mode(model), torch.enable_grad():\n"
-                        "    logits = model(x)\n"
-                        "    logits[torch.arange(len(target), device=target.device), target].sum().backward()\n"
-                        "return x.grad")),
-    alternative("spearman-corrcoef", NB1, "rank_correlation", "ranks by scatter, torch.corrcoef per map",
-                (WHOLE, "def ranks(t):\n"
-                        "    flat = t.detach().flatten(1)\n"
-                        "    order = flat.argsort(dim=1)\n"
-                        "    positions = torch.arange(flat.shape[1], device=flat.device).expand_as(order)\n"
-                        "    return torch.empty_like(order).scatter_(1, order, positions).double()\n"
-                        "\n"
-                        "ra, rb = ranks(a), ranks(b)\n"
-                        "return torch.stack([torch.corrcoef(torch.stack([u, v]))[0, 1] for u, v in zip(ra, rb)])")),
-    alternative("noise-randn-like", NB2, "noisy_copies", "torch.randn_like on an expanded copy, sigma from abs()",
-                (WHOLE, "copies = x.unsqueeze(0).expand(n, *x.shape)\n"
-                        "sigma = noise_level * abs(value_range[1] - value_range[0])\n"
-                        "return copies + sigma * torch.randn_like(copies)")),
-    alternative("smoothgrad-loop", NB2, "smoothgrad", "one gradient per noisy copy in a loop, with .backward()",
-                (WHOLE, "total = torch.zeros_like(x)\n"
-                        "with eval_mode(model), torch.enable_grad():\n"
-                        "    for noisy in noisy_copies(x, noise_level, n):\n"
-                        "        noisy = noisy.detach().requires_grad_(True)\n"
-                        "        model(noisy).gather(1, target.view(-1, 1)).sum().backward()\n"
-                        "        total += noisy.grad\n"
-                        "return total / n")),
-    alternative("step-where-and-normalize", NB3, "step_direction", "sign via torch.where, L2 via F.normalize",
-                (WHOLE, 'if norm not in ("linf", "l2"):\n'
-                        '    raise ValueError(f"unknown norm {norm!r}")\n'
-                        'if norm == "linf":\n'
-                        "    return torch.where(grad > 0, 1.0, torch.where(grad < 0, -1.0, 0.0)).to(grad.dtype)\n"
-                        "return F.normalize(grad.flatten(1), dim=1).view_as(grad)")),
-    alternative("project-renorm", NB3, "project", "L2 projection via Tensor.renorm, L-inf via minimum/maximum",
-                (WHOLE, 'if norm == "l2":\n'
-                        "    return delta.renorm(p=2, dim=0, maxnorm=eps)\n"
-                        'if norm == "linf":\n'
-                        "    bound = torch.full_like(delta, eps)\n"
-                        "    return torch.maximum(torch.minimum(delta, bound), -bound)\n"
-                        'raise ValueError(f"unknown norm {norm!r}")')),
-    alternative("pgd-mean-loss-backward", NB3, "pgd", "mean loss (the same directions), .backward() and x_adv.grad",
-                (WHOLE, "x = x.detach()\n"
-                        "x_adv = x.clone()\n"
-                        "with eval_mode(model), torch.enable_grad():\n"
-                        "    for _ in range(steps):\n"
-                        "        x_adv = x_adv.detach().requires_grad_(True)\n"
-                        "        loss = F.cross_entropy(model(x_adv), y)\n"
-                        "        (-loss if targeted else loss).backward()\n"
-                        "        moved = x_adv + alpha * step_direction(x_adv.grad, norm)\n"
-                        "        x_adv = (x + project(moved - x, eps, norm)).clamp(0, 1)\n"
-                        "return x_adv.detach()")),
-    alternative("targets-skip-own-class", NB4, "targets",
-                "torch.where wrap-around; D_rand draws among C - 1 and skips y",
-                ("return (y + 1) % num_classes",
-                 "return torch.where(y == num_classes - 1, torch.zeros_like(y), y + 1)"),
-                ("shift = torch.randint(1, num_classes, tuple(y.shape), generator=generator).to(y.device)\n"
-                 "    return (y + shift) % num_classes",
-                 "other = torch.randint(0, num_classes - 1, tuple(y.shape), generator=generator).to(y.device)\n"
-                 "    return other + (other >= y).long()")),
-    alternative("margin-loop-over-classes", NB5, "linear_worst_margin",
-                "a loop over the classes with torch.linalg.vector_norm",
-                (WHOLE, "z = x.flatten(1)\n"
-                        "logits = z @ weight.T + bias\n"
-                        'order = 1 if norm == "linf" else 2\n'
-                        "worst = torch.full((len(y),), float(\"inf\"), dtype=logits.dtype, device=logits.device)\n"
-                        "for k in range(weight.shape[0]):\n"
-                        "    gap = logits.gather(1, y.view(-1, 1)).squeeze(1) - logits[:, k]\n"
-                        "    dual = torch.linalg.vector_norm(weight[y] - weight[k], ord=order, dim=1)\n"
-                        "    worst = torch.where(y == k, worst, torch.minimum(worst, gap - eps * dual))\n"
-                        "return worst")),
-    alternative("top-argsort", NB6, "top_activating", "argsort descending under torch.no_grad()",
-                (WHOLE, "with eval_mode(model), torch.no_grad():\n"
-                        "    activation = model.representation(x)[:, neuron]\n"
-                        "indices = activation.argsort(descending=True)[:k]\n"
-                        "return indices, activation[indices]")),
+    alternative(
+        "saliency-backward",
+        NB1,
+        "input_gradient",
+        ".backward() and x.grad instead of torch.autograd.grad",
+        (
+            WHOLE,
+            "x = x.detach().clone().requires_grad_(True)\n"
+            "with eval_mode(model), torch.enable_grad():\n"
+            "    logits = model(x)\n"
+            "    logits[torch.arange(len(target), device=target.device), target].sum().backward()\n"
+            "return x.grad",
+        ),
+    ),
+    alternative(
+        "spearman-corrcoef",
+        NB1,
+        "rank_correlation",
+        "ranks by scatter, torch.corrcoef per map",
+        (
+            WHOLE,
+            "def ranks(t):\n"
+            "    flat = t.detach().flatten(1)\n"
+            "    order = flat.argsort(dim=1)\n"
+            "    positions = torch.arange(flat.shape[1], device=flat.device).expand_as(order)\n"
+            "    return torch.empty_like(order).scatter_(1, order, positions).double()\n"
+            "\n"
+            "ra, rb = ranks(a), ranks(b)\n"
+            "return torch.stack([torch.corrcoef(torch.stack([u, v]))[0, 1] for u, v in zip(ra, rb)])",
+        ),
+    ),
+    alternative(
+        "noise-randn-like",
+        NB2,
+        "noisy_copies",
+        "torch.randn_like on an expanded copy, sigma from abs()",
+        (
+            WHOLE,
+            "copies = x.unsqueeze(0).expand(n, *x.shape)\n"
+            "sigma = noise_level * abs(value_range[1] - value_range[0])\n"
+            "return copies + sigma * torch.randn_like(copies)",
+        ),
+    ),
+    alternative(
+        "smoothgrad-loop",
+        NB2,
+        "smoothgrad",
+        "one gradient per noisy copy in a loop, with .backward()",
+        (
+            WHOLE,
+            "total = torch.zeros_like(x)\n"
+            "with eval_mode(model), torch.enable_grad():\n"
+            "    for noisy in noisy_copies(x, noise_level, n):\n"
+            "        noisy = noisy.detach().requires_grad_(True)\n"
+            "        model(noisy).gather(1, target.view(-1, 1)).sum().backward()\n"
+            "        total += noisy.grad\n"
+            "return total / n",
+        ),
+    ),
+    alternative(
+        "step-where-and-normalize",
+        NB3,
+        "step_direction",
+        "sign via torch.where, L2 via F.normalize",
+        (
+            WHOLE,
+            'if norm not in ("linf", "l2"):\n'
+            '    raise ValueError(f"unknown norm {norm!r}")\n'
+            'if norm == "linf":\n'
+            "    return torch.where(grad > 0, 1.0, torch.where(grad < 0, -1.0, 0.0)).to(grad.dtype)\n"
+            "return F.normalize(grad.flatten(1), dim=1).view_as(grad)",
+        ),
+    ),
+    alternative(
+        "project-renorm",
+        NB3,
+        "project",
+        "L2 projection via Tensor.renorm, L-inf via minimum/maximum",
+        (
+            WHOLE,
+            'if norm == "l2":\n'
+            "    return delta.renorm(p=2, dim=0, maxnorm=eps)\n"
+            'if norm == "linf":\n'
+            "    bound = torch.full_like(delta, eps)\n"
+            "    return torch.maximum(torch.minimum(delta, bound), -bound)\n"
+            'raise ValueError(f"unknown norm {norm!r}")',
+        ),
+    ),
+    alternative(
+        "pgd-mean-loss-backward",
+        NB3,
+        "pgd",
+        "mean loss (the same directions), .backward() and x_adv.grad",
+        (
+            WHOLE,
+            "x = x.detach()\n"
+            "x_adv = x.clone()\n"
+            "with eval_mode(model), torch.enable_grad():\n"
+            "    for _ in range(steps):\n"
+            "        x_adv = x_adv.detach().requires_grad_(True)\n"
+            "        loss = F.cross_entropy(model(x_adv), y)\n"
+            "        (-loss if targeted else loss).backward()\n"
+            "        moved = x_adv + alpha * step_direction(x_adv.grad, norm)\n"
+            "        x_adv = (x + project(moved - x, eps, norm)).clamp(0, 1)\n"
+            "return x_adv.detach()",
+        ),
+    ),
+    alternative(
+        "targets-skip-own-class",
+        NB4,
+        "targets",
+        "torch.where wrap-around; D_rand draws among C - 1 and skips y",
+        ("return (y + 1) % num_classes", "return torch.where(y == num_classes - 1, torch.zeros_like(y), y + 1)"),
+        (
+            "shift = torch.randint(1, num_classes, tuple(y.shape), generator=generator).to(y.device)\n"
+            "    return (y + shift) % num_classes",
+            "other = torch.randint(0, num_classes - 1, tuple(y.shape), generator=generator).to(y.device)\n"
+            "    return other + (other >= y).long()",
+        ),
+    ),
+    alternative(
+        "margin-loop-over-classes",
+        NB5,
+        "linear_worst_margin",
+        "a loop over the classes with torch.linalg.vector_norm",
+        (
+            WHOLE,
+            "z = x.flatten(1)\n"
+            "logits = z @ weight.T + bias\n"
+            'order = 1 if norm == "linf" else 2\n'
+            'worst = torch.full((len(y),), float("inf"), dtype=logits.dtype, device=logits.device)\n'
+            "for k in range(weight.shape[0]):\n"
+            "    gap = logits.gather(1, y.view(-1, 1)).squeeze(1) - logits[:, k]\n"
+            "    dual = torch.linalg.vector_norm(weight[y] - weight[k], ord=order, dim=1)\n"
+            "    worst = torch.where(y == k, worst, torch.minimum(worst, gap - eps * dual))\n"
+            "return worst",
+        ),
+    ),
+    alternative(
+        "top-argsort",
+        NB6,
+        "top_activating",
+        "argsort descending under torch.no_grad()",
+        (
+            WHOLE,
+            "with eval_mode(model), torch.no_grad():\n"
+            "    activation = model.representation(x)[:, neuron]\n"
+            "indices = activation.argsort(descending=True)[:k]\n"
+            "return indices, activation[indices]",
+        ),
+    ),
 )
 
 ENTRIES = MUTANTS + ALTERNATIVES

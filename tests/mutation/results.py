@@ -1,4 +1,5 @@
 """``RESULTS.md``: the table of a full mutation run, and the names it lists."""
+
 from __future__ import annotations
 
 import re
@@ -55,13 +56,22 @@ def render(outcomes: list[Outcome], *, command: str, date: str, seconds: float, 
     ]
     for o in outcomes:
         if o.entry.kind == "mutant":
-            lines.append(f"| `{o.entry.name}` | {o.entry.notebook} | `{o.entry.cell}` | {cell(o.entry.description)} "
-                         f"| {cell(verdict(o))} | {o.seconds:.0f} |")
-    lines += ["", "## Alternative correct answers", "",
-              "| alternative | notebook | answer cell | answer | result | seconds |", "|---|---|---|---|---|---:|"]
+            lines.append(
+                f"| `{o.entry.name}` | {o.entry.notebook} | `{o.entry.cell}` | {cell(o.entry.description)} "
+                f"| {cell(verdict(o))} | {o.seconds:.0f} |"
+            )
+    lines += [
+        "",
+        "## Alternative correct answers",
+        "",
+        "| alternative | notebook | answer cell | answer | result | seconds |",
+        "|---|---|---|---|---|---:|",
+    ]
     for o in alternatives:
-        lines.append(f"| `{o.entry.name}` | {o.entry.notebook} | `{o.entry.cell}` | {cell(o.entry.description)} "
-                     f"| {cell(verdict(o))} | {o.seconds:.0f} |")
+        lines.append(
+            f"| `{o.entry.name}` | {o.entry.notebook} | `{o.entry.cell}` | {cell(o.entry.description)} "
+            f"| {cell(verdict(o))} | {o.seconds:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

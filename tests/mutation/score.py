@@ -12,6 +12,7 @@ A mutant is first graded through its own test cell (the first after its answer c
 through the last test cell only if it survives that: a test cell that fails in a prefix of the
 notebook fails in the whole notebook, since the cells before it are the same.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,16 @@ from .catalog import WHOLE, Entry
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 # The notebooks' parameters (environment variables): graded runs use the defaults.
-PARAMETERS = ("PRACTICUM_DATASET", "PRACTICUM_CIFAR_ROOT", "PRACTICUM_N_IMAGES", "PRACTICUM_STEPS",
-              "PRACTICUM_EPOCHS", "PRACTICUM_N_TRAIN", "PRACTICUM_N_ROBUSTIFIED", "PRACTICUM_INVERSION_STEPS")
+PARAMETERS = (
+    "PRACTICUM_DATASET",
+    "PRACTICUM_CIFAR_ROOT",
+    "PRACTICUM_N_IMAGES",
+    "PRACTICUM_STEPS",
+    "PRACTICUM_EPOCHS",
+    "PRACTICUM_N_TRAIN",
+    "PRACTICUM_N_ROBUSTIFIED",
+    "PRACTICUM_INVERSION_STEPS",
+)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 VALUES = re.compile(r" \(first at index|; expected |, got |: expected ")
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*?:")
@@ -89,7 +98,7 @@ def edit_solution(source: str, edits: tuple[tuple[str, str], ...], where: str) -
             if len(bodies) != 1:
                 raise StaleEntry(f"{where}: the whole solution of a cell with {len(bodies)} solution regions")
             before = pieces[0]
-            indent = before[len(before.rstrip(" ")):]  # the markers' indentation
+            indent = before[len(before.rstrip(" ")) :]  # the markers' indentation
             pieces[2] = "\n" + textwrap.indent(new, indent, lambda line: line.strip() != "") + "\n" + indent
             continue
         found = [index for index in bodies if old in pieces[index]]
@@ -112,8 +121,11 @@ def apply(entry: Entry, nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def through(nb: nbformat.NotebookNode, last_test: str | None = None) -> nbformat.NotebookNode:
     """``nb`` up to its test cell ``last_test`` (default: its last test cell), later cells dropped."""
-    tests = [index for index, cell in enumerate(nb.cells) if is_test_cell(cell)
-             and (last_test is None or grade_id(cell) == last_test)]
+    tests = [
+        index
+        for index, cell in enumerate(nb.cells)
+        if is_test_cell(cell) and (last_test is None or grade_id(cell) == last_test)
+    ]
     if not tests:
         raise StaleEntry(f"no test cell {last_test!r}")
     nb = copy.deepcopy(nb)
@@ -152,8 +164,11 @@ def grade(entry: Entry, last_test: str | None = None) -> Outcome:
     unexpected = sorted(set(results) - {"failed"})
     if unexpected:
         return Outcome(entry, seconds, error=f"the validator reports {unexpected}")
-    failed = {tests[item["source"]]: last_line(item.get("raw_error", "")) for item in results.get("failed", [])
-              if item["source"] in tests}
+    failed = {
+        tests[item["source"]]: last_line(item.get("raw_error", ""))
+        for item in results.get("failed", [])
+        if item["source"] in tests
+    }
     return Outcome(entry, seconds, failed=failed)
 
 
@@ -191,8 +206,9 @@ def grade_all(mutants: list[Entry], alternatives: list[Entry], workers: int = 2,
     ``on_outcome(outcome)`` is called as each one finishes."""
     jobs = [(grade, entry) for entry in alternatives] + [(score_mutant, entry) for entry in mutants]  # long ones first
     outcomes: dict[str, Outcome] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=set_kernel_environment) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=set_kernel_environment
+    ) as pool:
         futures = [pool.submit(function, entry) for function, entry in jobs]
         for future in as_completed(futures):
             outcome = future.result()

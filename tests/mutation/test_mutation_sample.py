@@ -1,5 +1,6 @@
 """The mutation catalog in CI: every entry still applies, RESULTS.md is complete, and a fast
 sample is graded for real (the full run: ``.venv/bin/python -m tests.mutation``)."""
+
 from __future__ import annotations
 
 import ast
@@ -15,8 +16,12 @@ from .score import ROOT, apply, grade_all, grade_id, own_test, solution_path
 
 NOTEBOOKS = sorted(path.stem for path in ROOT.glob("solutions/*/*.ipynb"))
 # Killed by their own test cell, in the notebooks that reach it fastest; one alternative in 03.
-SAMPLE_MUTANTS = ("saliency-of-predicted-class", "noise-not-scaled-to-range", "pgd-no-projection",
-                  "visualize-minimizes")
+SAMPLE_MUTANTS = (
+    "saliency-of-predicted-class",
+    "noise-not-scaled-to-range",
+    "pgd-no-projection",
+    "visualize-minimizes",
+)
 SAMPLE_ALTERNATIVE = "project-renorm"
 BY_NAME = {entry.name: entry for entry in ENTRIES}
 
@@ -55,8 +60,9 @@ def test_results_list_every_entry_and_meet_the_goals():
 @pytest.mark.slow
 def test_sample_of_mutants_is_killed_and_an_alternative_keeps_full_marks():
     outcomes = grade_all([BY_NAME[name] for name in SAMPLE_MUTANTS], [BY_NAME[SAMPLE_ALTERNATIVE]], workers=2)
-    survivors = {o.entry.name: o.error or "no test cell failed" for o in outcomes
-                 if o.entry.kind == "mutant" and not o.killed}
+    survivors = {
+        o.entry.name: o.error or "no test cell failed" for o in outcomes if o.entry.kind == "mutant" and not o.killed
+    }
     assert not survivors, f"mutants that keep full marks: {survivors}"
     alternative = outcomes[-1]
     assert alternative.full_marks, f"{alternative.entry.name} loses points: {alternative.error or alternative.failed}"
