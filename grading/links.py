@@ -2,8 +2,10 @@
 
 The repository's address is set once, in ``pyproject.toml`` (``[tool.practicum] repository``).
 Every solution notebook's title cell ends with a line of links to its *exercise* (what students
-open), and its locked setup cell installs the course from that address when ``helpers`` is
-missing (Colab). A fork changes the address and runs::
+open): two badge images, and nothing else on the line (an HTML comment at the start of a line
+would make CommonMark, and so JupyterLab and GitHub, read the whole line as raw HTML). The
+line is found by its content, the two badge images. The locked setup cell installs the course
+from that address when ``helpers`` is missing (Colab). A fork changes the address and runs::
 
     python -m grading.links          # rewrite the links and the install source in solutions/
     python -m grading release NN_topic   # then regenerate the exercises
@@ -23,7 +25,8 @@ from urllib.parse import quote
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
-LINKS_MARKER = "<!-- course links -->"
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+BINDER_BADGE = "https://mybinder.org/badge_logo.svg"
 SOURCE_PATTERN = re.compile(r'^(COURSE_SOURCE = os\.environ\.get\("PRACTICUM_COURSE_SOURCE", )"[^"]*"\)', re.M)
 
 
@@ -39,16 +42,18 @@ def links_line(name: str, url: str, branch: str) -> str:
     path = f"exercises/{name}/{name}.ipynb"
     colab = f"https://colab.research.google.com/github/{slug}/blob/{branch}/{path}"
     binder = f"https://mybinder.org/v2/gh/{slug}/{branch}?urlpath={quote('lab/tree/' + path, safe='')}"
-    return (
-        f"{LINKS_MARKER} [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})"
-        f" [![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder})"
-    )
+    return f"[![Open in Colab]({COLAB_BADGE})]({colab}) [![Launch Binder]({BINDER_BADGE})]({binder})"
+
+
+def is_links_line(line: str) -> bool:
+    """Whether ``line`` is a links line (this one or an earlier form): it shows both badges."""
+    return f"({COLAB_BADGE})" in line and f"({BINDER_BADGE})" in line
 
 
 def stamp(nb: nbformat.NotebookNode, name: str, url: str, branch: str) -> bool:
     """Put the links line at the end of the title cell and the URL in the install cell; True if changed."""
     title = nb.cells[0]
-    lines = [line for line in title.source.splitlines() if not line.startswith(LINKS_MARKER)]
+    lines = [line for line in title.source.splitlines() if not is_links_line(line)]
     while lines and not lines[-1].strip():
         lines.pop()
     new_title = "\n".join(lines + ["", links_line(name, url, branch)])

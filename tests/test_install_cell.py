@@ -9,10 +9,13 @@ everything the notebook needs and load a shipped checkpoint.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import venv
 from pathlib import Path
+from urllib.parse import unquote
 
+import mistune
 import nbformat
 import pytest
 
@@ -48,9 +51,25 @@ def test_stamp_follows_a_new_address_and_is_idempotent():
     nb = nbformat.read(SOLUTIONS[0], as_version=4)
     assert links.stamp(nb, SOLUTIONS[0].stem, "https://github.com/someone/fork", "dev")
     assert "github/someone/fork/blob/dev/exercises/" in nb.cells[0].source
-    assert nb.cells[0].source.count(links.LINKS_MARKER) == 1
+    assert sum(map(links.is_links_line, nb.cells[0].source.splitlines())) == 1
     assert '"https://github.com/someone/fork.git")' in setup_source_of(nb)
     assert not links.stamp(nb, SOLUTIONS[0].stem, "https://github.com/someone/fork", "dev")
+
+
+@pytest.mark.parametrize("folder", ["solutions", "exercises"])
+def test_title_cell_renders_the_badges_as_images(folder):
+    """CommonMark (mistune, which comes with nbconvert) renders each title cell's links line as two
+    linked badge images, not as raw text or an HTML block, as JupyterLab and GitHub do."""
+    for path in sorted((ROOT / folder).glob("*/*.ipynb")):
+        title = nbformat.read(path, as_version=4).cells[0]
+        html = mistune.html(title.source)
+        badges = re.findall(r'<a href="([^"]+)"><img src="([^"]+)" alt="([^"]+)" />', html)
+        assert [(src, alt) for _, src, alt in badges] == [
+            (links.COLAB_BADGE, "Open in Colab"),
+            (links.BINDER_BADGE, "Launch Binder"),
+        ], f"{path.relative_to(ROOT)}: badges not rendered as images"
+        assert "[![" not in html, f"{path.relative_to(ROOT)}: literal badge markdown in the rendered title"
+        assert all(f"exercises/{path.stem}/{path.name}" in unquote(href) for href, _, _ in badges)
 
 
 def setup_source_of(nb: nbformat.NotebookNode) -> str:
