@@ -16,10 +16,11 @@ import os
 from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.preprocessors import Execute, LimitOutput
 
+from .audit import AuditSubmission, ReviewRun
 from .feedback import HideHiddenTests
 from .outputs import RequireCheckWitnesses, TruncateOutputs
 from .sandbox import SandboxedExecute
-from .sanitize import RestoreStructure
+from .sanitize import RestoreStructure, guard_submission_copies
 
 COURSE_ID = "robustness-practicum"
 # stderr that is noise, not failure: Python warnings and progress bars (tqdm).
@@ -34,6 +35,7 @@ def autograde_steps() -> list:
     """nbgrader's autograde preprocessors, sandboxed, with the witness check and output bounds."""
     steps = [SandboxedExecute if step is Execute else step for step in _default(Autograde, "autograde_preprocessors")]
     steps.insert(steps.index(SandboxedExecute) + 1, RequireCheckWitnesses)
+    steps.insert(steps.index(RequireCheckWitnesses) + 1, ReviewRun)
     steps.insert(steps.index(LimitOutput) + 1, TruncateOutputs)
     return steps
 
@@ -68,12 +70,17 @@ def configure(
     except OSError:
         pass  # a read-only checkout: only the exchange commands need it
 
+    guard_submission_copies()
     c.Execute.timeout = cell_timeout
     c.Execute.iopub_timeout = 10
     c.IgnorePattern.enabled = True
     c.IgnorePattern.pattern = STDERR_NOISE
     c.OverwriteCells.add_missing_cells = True
-    c.Autograde.sanitize_preprocessors = [RestoreStructure, *_default(Autograde, "sanitize_preprocessors")]
+    c.Autograde.sanitize_preprocessors = [
+        RestoreStructure,
+        AuditSubmission,
+        *_default(Autograde, "sanitize_preprocessors"),
+    ]
     c.Autograde.autograde_preprocessors = autograde_steps()
     c.SandboxedExecute.notebook_time_limit = notebook_time_limit
     c.SandboxedExecute.memory_limit = memory_limit
@@ -81,5 +88,6 @@ def configure(
     c.SandboxedExecute.max_processes = max_processes
 
     c.GenerateFeedback.preprocessors = [HideHiddenTests, *_default(GenerateFeedback, "preprocessors")]
+    c.Autograde.post_convert_hook = "grading.report.report_stock_run"
     c.ExportApp.plugin_class = "grading.export.StatusCsvExportPlugin"
     c.ZipCollectApp.collector_plugin = "grading.collect.SubmissionCollector"

@@ -28,9 +28,12 @@ def report_path(coursedir: CourseDirectory, assignment: str, student: str) -> st
     return os.path.join(coursedir.root, REPORTS_DIRECTORY, assignment, student + ".json")
 
 
-def private_paths(coursedir: CourseDirectory, exchange_root: str | None = None) -> list[str]:
-    """Paths of the course that a student's kernel must not see (those that exist): sources
-    and solutions, every student's files, the gradebook, reports, the exchange, git history."""
+def private_paths(
+    coursedir: CourseDirectory, exchange_root: str | None = None, *, existing_only: bool = True
+) -> list[str]:
+    """Paths of the course that a student's kernel must not see: sources and solutions, every
+    student's files, the gradebook, reports, the exchange, git history (only those that exist,
+    unless ``existing_only`` is False: a folder created during a run is private too)."""
     names = [
         coursedir.source_directory,
         coursedir.source_with_tests_directory,
@@ -41,10 +44,12 @@ def private_paths(coursedir: CourseDirectory, exchange_root: str | None = None) 
         "downloaded",
         REPORTS_DIRECTORY,
         ".git",
+        "gradebook.db",
+        "grades.csv",
     ]
-    paths = [os.path.join(coursedir.root, name) for name in names + ["gradebook.db"]]
+    paths = [os.path.join(coursedir.root, name) for name in names]
     if coursedir.db_url.startswith("sqlite:///"):
         paths.append(coursedir.db_url.removeprefix("sqlite:///"))
     if exchange_root:
         paths.append(exchange_root)
-    return sorted({os.path.abspath(p) for p in paths if os.path.exists(p)})
+    return sorted({os.path.abspath(p) for p in paths if not existing_only or os.path.exists(p)})

@@ -17,17 +17,20 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 
+from .audit import VERDICT_KEY
 from .paths import report_path
 
 PROBLEM_ERRORS = {
     "CellTimeoutError": "timed out",
     "MemoryError": "ran out of memory",
     "GradingError": "did not report all of its checks",
+    "SuppressedError": "raised an error that its output did not show",
 }
 
 
@@ -41,6 +44,19 @@ def notebook_problems(nb: nbformat.NotebookNode) -> list[str]:
                 where = f"cell {index}" + (f" ('{grade_id}')" if grade_id else "")
                 problems.append(f"{where} {PROBLEM_ERRORS[output.ename]}")
     return list(dict.fromkeys(problems))
+
+
+def notebook_verdict(nb: nbformat.NotebookNode) -> dict[str, list[str]]:
+    """The review flags and notes the grading steps kept in an autograded notebook's metadata
+    (see :mod:`grading.audit`); strings only, whatever the file holds."""
+    verdict = nb.metadata.get(VERDICT_KEY)
+    verdict = verdict if isinstance(verdict, dict) else {}
+    return {
+        kind: [str(item) for item in verdict.get(kind, []) if isinstance(item, str)]
+        if isinstance(verdict.get(kind), list)
+        else []
+        for kind in ("review", "notes")
+    }
 
 
 def _read_timestamp(directory: str) -> str | None:
@@ -134,7 +150,11 @@ def grade_submission(
     if succeeded:
         paths = autograded_notebooks(coursedir, assignment, student, notebooks)
         for path in filter(None, paths.values()):
-            report["problems"] += notebook_problems(nbformat.read(path, as_version=4))
+            graded = nbformat.read(path, as_version=4)
+            report["problems"] += notebook_problems(graded)
+            verdict = notebook_verdict(graded)
+            report["review"] = list(dict.fromkeys(report["review"] + verdict["review"]))
+            report["notes"] = list(dict.fromkeys(report["notes"] + verdict["notes"]))
         report["autograded"] = _mtimes(paths)
         report.update(summary)
         if summary.get("needs_manual_grade"):
@@ -174,11 +194,49 @@ def submission_status(coursedir: CourseDirectory, gb: Gradebook, assignment: str
             "status": report["status"],
             "message": "; ".join(report["problems"] + report["review"] + report["notes"]),
         }
-    # graded by a plain `nbgrader autograde`: what the notebooks and the gradebook show
-    messages = [p for path in paths.values() for p in notebook_problems(nbformat.read(path, as_version=4))]
-    status = "flagged" if messages else "graded"
+    # graded by a plain `nbgrader autograde` (without its report): what the notebooks and the gradebook show
+    graded = [nbformat.read(path, as_version=4) for path in paths.values()]
+    messages = [p for nb in graded for p in notebook_problems(nb)]
+    review = [r for nb in graded for r in notebook_verdict(nb)["review"]]
+    status = "flagged" if messages or review else "graded"
+    messages += review + [n for nb in graded for n in notebook_verdict(nb)["notes"]]
     if submission.needs_manual_grade:
         messages.append("needs manual grading")
     if submission.total_seconds_late > 0:
         messages.append(f"late by {datetime.timedelta(seconds=round(submission.total_seconds_late))}")
     return {"status": status, "message": "; ".join(messages)}
+
+
+def _stock_coursedir() -> CourseDirectory | None:
+    """The course directory of the running ``nbgrader`` command, or None when grading runs in
+    another program (``python -m grading`` and its workers write their own reports)."""
+    from traitlets.config import Application
+
+    app = Application.instance() if Application.initialized() else None
+    coursedir = getattr(getattr(app, "subapp", None) or app, "coursedir", None)
+    return coursedir if isinstance(coursedir, CourseDirectory) else None
+
+
+def record_stock_failure(assignment: str, student: str, failure: str) -> None:
+    """Under stock ``nbgrader autograde``, store a ``failed`` report saying why the submission was
+    not graded (nbgrader itself only logs it)."""
+    coursedir = _stock_coursedir()
+    if coursedir is not None:
+        grade_submission(coursedir, assignment, student, succeeded=False, failure=failure)
+
+
+def report_stock_run(assignment: str, student: str, notebooks: list[str]) -> None:
+    """``Autograde.post_convert_hook``: the report of a submission graded by stock ``nbgrader
+    autograde`` (``python -m grading`` writes its own, which adds timings and repairs).
+
+    nbgrader passes the command line's patterns as ``assignment`` and ``student``; the
+    submission is the one whose ``notebooks`` (paths in the submitted directory) were graded."""
+    coursedir = _stock_coursedir()
+    if coursedir is None or not notebooks:
+        return
+    pattern = coursedir.format_path(
+        coursedir.submitted_directory, "(?P<student>[^/]+)", "(?P<assignment>[^/]+)", escape=True
+    )
+    found = re.fullmatch(pattern, os.path.dirname(os.path.abspath(notebooks[0])))
+    if found:
+        grade_submission(coursedir, found["assignment"], found["student"], succeeded=True)

@@ -23,6 +23,8 @@ from nbformat.v4.nbbase import random_cell_id
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from .paths import find_coursedir, release_notebook_path
+from .report import record_stock_failure
+from .safefiles import special_files
 
 # Prefix of the notes RestoreStructure logs (python -m grading collects them into its reports).
 LOG_PREFIX = "grading: sanitize: "
@@ -30,6 +32,46 @@ LOG_PREFIX = "grading: sanitize: "
 
 class UnreadableNotebook(ValueError):
     """A submitted file that is not a notebook, even after repair."""
+
+
+# Types of the nbgrader metadata fields a submitted cell may carry (anything else is refused).
+NBGRADER_FIELDS = {
+    "grade_id": (str,),
+    "points": (int, float),
+    "solution": (bool,),
+    "grade": (bool,),
+    "locked": (bool,),
+    "task": (bool,),
+    "schema_version": (int,),
+    "checksum": (str,),
+    "cell_type": (str,),
+}
+
+
+def structure_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """What makes ``nb`` impossible to grade safely: nbformat's schema errors, and nbgrader
+    metadata that is not a mapping of the expected field types (a student's editor or a
+    hostile submission can write anything there)."""
+    problems = []
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as error:
+        problems.append(f"not a valid notebook ({error.message})")
+        return problems
+    for index, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader")
+        if meta is None:
+            continue
+        if not isinstance(meta, dict):
+            problems.append(f"cell {index}: metadata.nbgrader is a {type(meta).__name__}, not a mapping")
+            continue
+        for key, value in meta.items():
+            kinds = NBGRADER_FIELDS.get(key)
+            if kinds is None:
+                problems.append(f"cell {index}: unknown metadata.nbgrader field {key!r}")
+            elif not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                problems.append(f"cell {index}: metadata.nbgrader.{key} is a {type(value).__name__}")
+    return problems
 
 
 def read_submission(path: str) -> tuple[nbformat.NotebookNode, list[str]]:
@@ -69,7 +111,26 @@ def read_submission(path: str) -> tuple[nbformat.NotebookNode, list[str]]:
             nb = nbformat.reads(json.dumps(data), as_version=4)
     except Exception as error:  # nbformat raises several types for broken structures
         raise UnreadableNotebook(f"{os.path.basename(path)} is not a valid notebook: {error}") from error
+    problems = structure_problems(nb)
+    if problems:
+        raise UnreadableNotebook(f"{os.path.basename(path)}: {'; '.join(problems[:3])}")
     return nb, notes
+
+
+def submission_refusals(directory: str, top: str | None = None) -> list[str]:
+    """Why the submission folder ``directory`` is refused, if it is: it holds (or is, or sits
+    under, up to ``top``) a link, a device or another special file. Such a submission is never
+    graded: copying it would follow the link (to the solutions, the gradebook, another
+    student's files) or open the device."""
+    refusals = []
+    parent = directory
+    while top and os.path.abspath(parent) != os.path.abspath(top) and parent != os.path.dirname(parent):
+        if os.path.islink(parent):
+            refusals.append(f"{parent} is a link")
+        parent = os.path.dirname(parent)
+    if not refusals and os.path.isdir(directory):
+        refusals += [f"it holds {what}" for what in special_files(directory)]
+    return refusals
 
 
 def _grade_id(cell) -> str | None:
@@ -173,7 +234,15 @@ class RestoreStructure(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
-        path = release_notebook_path(find_coursedir(self), info["assignment"], info["notebook"])
+        coursedir = find_coursedir(self)
+        submitted = coursedir.format_path(coursedir.submitted_directory, info["student"], info["assignment"])
+        refused = submission_refusals(submitted, os.path.join(coursedir.root, coursedir.submitted_directory))
+        problems = refused + structure_problems(nb)
+        if problems:
+            message = f"the submission cannot be graded: {'; '.join(problems[:3])}"
+            record_stock_failure(info["assignment"], info["student"], message)
+            raise UnreadableNotebook(f"grading: {message}")
+        path = release_notebook_path(coursedir, info["assignment"], info["notebook"])
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"grading: release notebook {path} is missing; run `python -m grading release "
@@ -184,3 +253,30 @@ class RestoreStructure(NbGraderPreprocessor):
         for note in notes:
             self.log.warning("%s%s", LOG_PREFIX, note)
         return nb, resources
+
+
+def guard_submission_copies() -> None:
+    """Make nbgrader's autograde refuse a submission folder that holds a link or a special file
+    before it copies the folder's files (it would follow a link, and block on a FIFO); nbgrader
+    then fails that submission alone, with the reason, and grades the others.
+
+    nbgrader offers no hook that runs before that copy and can fail a submission (its
+    ``pre_convert_hook`` swallows errors), so :func:`grading.config.configure` wraps
+    ``Autograde.init_assignment`` in the processes that load the course's configuration."""
+    from nbgrader.converters import Autograde
+
+    original = Autograde.init_assignment
+    if getattr(original, "refuses_special_files", False):
+        return
+
+    def init_assignment(self, assignment_id: str, student_id: str) -> None:
+        folder = self.coursedir.format_path(self.coursedir.submitted_directory, student_id, assignment_id)
+        refusals = submission_refusals(folder, os.path.join(self.coursedir.root, self.coursedir.submitted_directory))
+        if refusals:
+            message = f"the submission cannot be graded: {'; '.join(refusals[:5])}"
+            record_stock_failure(assignment_id, student_id, message)
+            raise UnreadableNotebook(f"grading: {message}")
+        original(self, assignment_id, student_id)
+
+    init_assignment.refuses_special_files = True
+    Autograde.init_assignment = init_assignment

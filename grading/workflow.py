@@ -26,14 +26,14 @@ from nbgrader.utils import capture_log
 from nbgrader.validator import Validator
 from traitlets.config import Config, LazyConfigValue, PyFileConfigLoader
 
-from .audit import audit
+from .audit import REVIEW_PREFIX
 from .export import StatusCsvExportPlugin
 from .feedback import leaked_lines, strip_hidden
 from .gradebook import reset_automatic_results
 from .paths import release_notebook_path, report_path
 from .report import grade_submission, read_report
-from .sandbox import SandboxedExecute, grading_package_root
-from .sanitize import LOG_PREFIX, UnreadableNotebook, read_submission
+from .sandbox import SandboxedExecute, SandboxUnavailable, grading_package_root
+from .sanitize import LOG_PREFIX, UnreadableNotebook, read_submission, submission_refusals
 
 PREFLIGHT_STUDENTS = ("preflight-solution", "preflight-blank", "preflight-tampered")
 TAMPER_NOTES = ("was edited", "points of cell")
@@ -330,8 +330,15 @@ class Course:
         return reports
 
     def autograde_one(self, assignment: str, student: str) -> dict:
-        """Repair, audit and autograde one submission, and store its report."""
-        return self.record(assignment, self.grade(assignment, student))
+        """Repair, audit and autograde one submission, and store its report. Whatever goes wrong
+        with this submission fails it (with the reason), never the run."""
+        try:
+            attempt = self.grade(assignment, student)
+        except SandboxUnavailable:
+            raise
+        except Exception as error:
+            attempt = Attempt(student, succeeded=False, failure=f"grading error: {type(error).__name__}: {error}")
+        return self.record(assignment, attempt)
 
     def forget_grading(self, assignment: str, student: str) -> None:
         """Remove what an earlier autograde left of a submission: its autograded notebooks and
@@ -348,8 +355,12 @@ class Course:
         self.forget_grading(assignment, student)
         directory = self._directory(self.coursedir.submitted_directory, student, assignment)
         attempt = Attempt(student, succeeded=False)
+        refusals = submission_refusals(directory, os.path.join(self.coursedir.root, self.coursedir.submitted_directory))
+        if refusals:
+            attempt.failure = f"refused, not graded: {'; '.join(refusals[:5])} (links and special files are never read)"
+            attempt.seconds = round(time.monotonic() - start, 1)
+            return attempt
         for path in sorted(glob.glob(os.path.join(directory, "*.ipynb"))):
-            name = os.path.splitext(os.path.basename(path))[0]
             try:
                 nb, repairs = read_submission(path)
             except UnreadableNotebook as error:
@@ -361,14 +372,13 @@ class Course:
                     attempt.originals[os.path.basename(path)] = f.read()
                 nbformat.write(nb, path)
                 attempt.notes += repairs
-            release = release_notebook_path(self.coursedir, assignment, name)
-            if os.path.exists(release):
-                attempt.review += audit(nb, nbformat.read(release, as_version=4))
         result = self.api.autograde(assignment, student, force=True, create=True)
         for line in result.get("log", "").splitlines():
             if LOG_PREFIX in line:
                 note = line.split(LOG_PREFIX, 1)[1]
                 (attempt.problems if any(t in note for t in TAMPER_NOTES) else attempt.notes).append(note)
+            elif REVIEW_PREFIX in line:
+                attempt.review.append(line.split(REVIEW_PREFIX, 1)[1])
         attempt.succeeded = result["success"]
         attempt.failure = None if result["success"] else _failure_from_log(result)
         attempt.seconds = round(time.monotonic() - start, 1)

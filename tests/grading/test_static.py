@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import copy
 
 import nbformat
@@ -14,7 +13,6 @@ from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute
 from traitlets.config import PyFileConfigLoader
 
-from grading.audit import audit, scan_cell
 from grading.checks import WITNESS_MIME
 from grading.config import autograde_steps
 from grading.feedback import HideHiddenTests, leaked_lines, strip_hidden
@@ -37,7 +35,9 @@ def test_repository_config_maps_solutions_and_exercises():
 
 def test_autograde_steps_keep_nbgraders_own_in_order():
     stock = list(Autograde.class_traits()["autograde_preprocessors"].default())
-    ours = [step for step in autograde_steps() if step not in (RequireCheckWitnesses, TruncateOutputs)]
+    ours = [
+        step for step in autograde_steps() if step is SandboxedExecute or not step.__module__.startswith("grading.")
+    ]
     assert ours == [SandboxedExecute if step is Execute else step for step in stock]
 
 
@@ -56,33 +56,6 @@ def test_stderr_noise_pattern(text):
 
     assert re.search(STDERR_NOISE, text)
     assert not re.search(STDERR_NOISE, "Traceback (most recent call last):\nValueError: bad\n")
-
-
-def flags(code: str, protected=frozenset({"check", "np", "Checks"})) -> list[str]:
-    return scan_cell(ast.parse(code), set(protected))
-
-
-def test_audit_flags_tampering():
-    assert flags("import numpy\nnumpy.allclose = lambda *a: True") == ["line 2: assigns numpy.allclose"]
-    assert flags("check = None") == ["line 1: rebinds 'check', defined by a locked cell"]
-    assert flags("np.testing.assert_allclose = print") == ["line 1: assigns np.testing.assert_allclose"]
-    assert "line 1: uses get_ipython" in flags("get_ipython().input_transformers_cleanup.append(f)")
-    assert "line 1: uses .modules" in flags("import sys\nsys.modules['numpy'] = None".replace("\n", ";"))
-    assert "line 1: imports builtins" in flags("import builtins")
-    assert "line 1: uses setattr" in flags("setattr(np, 'allclose', f)")
-
-
-def test_audit_leaves_ordinary_code_alone():
-    code = (
-        "import numpy as np\nimport torch\nx0 = np.zeros(3)\n\nclass Model(torch.nn.Module):\n"
-        "    def __init__(self):\n        super().__init__()\n        self.scale = 2.0\n\n"
-        "def normalize(v):\n    out = np.asarray(v)\n    out.flags.writeable = False\n    return out\n"
-        "%matplotlib inline\n"
-    )
-    assert flags(code.replace("%matplotlib inline\n", "")) == []
-    nb = nbformat.read(SOURCE, 4)
-    nb.cells[index_of(nb, "normalize")].source = code
-    assert audit(nb, nbformat.read(SOURCE, 4)) == []
 
 
 def test_required_checks_counts_top_level_calls():
