@@ -444,17 +444,30 @@ def audit(submission: nbformat.NotebookNode, release: nbformat.NotebookNode) -> 
     return audit_cells(cells, protected, modules)
 
 
+def is_startup_file(path: str) -> bool:
+    """Whether Python, IPython or matplotlib could pick up the file at ``path`` (a module, a
+    start-up or configuration file) from the notebook's directory."""
+    name = os.path.basename(path)
+    return (
+        name.endswith(STARTUP_SUFFIXES)
+        or name.startswith(STARTUP_NAMES)
+        or "/" in path
+        and path.split("/")[0].endswith((".egg-info", ".dist-info"))
+    )
+
+
+def startup_files(folder: str) -> list[str]:
+    """Module and start-up files in the submission ``folder`` (relative paths, sorted)."""
+    found = []
+    for root, _, files in os.walk(folder):
+        found += [os.path.relpath(os.path.join(root, name), folder) for name in files]
+    return sorted(path for path in found if is_startup_file(path))
+
+
 def written_file_flags(written: list[str], count: int) -> tuple[list[str], list[str]]:
     """(review flags, notes) about the files a kernel wrote in its working directory: modules
     and start-up files are flagged, other files noted."""
-    suspicious = [
-        p
-        for p in written
-        if p.endswith(STARTUP_SUFFIXES)
-        or os.path.basename(p).startswith(STARTUP_NAMES)
-        or "/" in p
-        and p.split("/")[0].endswith(".egg-info")
-    ]
+    suspicious = [p for p in written if is_startup_file(p)]
     review = [f"the kernel wrote {p} next to the notebook (a module or start-up file)" for p in suspicious]
     others = [p for p in written if p not in suspicious]
     notes = []
@@ -477,9 +490,15 @@ class AuditSubmission(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
-        path = release_notebook_path(find_coursedir(self), info["assignment"], info["notebook"])
+        coursedir = find_coursedir(self)
+        path = release_notebook_path(coursedir, info["assignment"], info["notebook"])
         nb.metadata.pop(VERDICT_KEY, None)  # a submission's own verdict counts for nothing
         flags = audit(nb, nbformat.read(path, as_version=4)) if os.path.exists(path) else []
+        folder = coursedir.format_path(coursedir.submitted_directory, info["student"], info["assignment"])
+        flags += [
+            f"the submission holds {name} next to the notebook (a module or start-up file)"
+            for name in startup_files(folder)
+        ]
         for flag in flags:
             self.log.warning("%s%s", REVIEW_PREFIX, flag)
         add_verdict(nb, "review", flags)

@@ -44,6 +44,7 @@ from traitlets.config import Config
 from .gradebook import automatic_results, write_automatic_results
 from .paths import private_paths
 from .sandbox import SandboxUnavailable
+from .sanitize import submission_refusals
 from .workflow import Attempt, Course, scratch_config
 
 # Environment variables that size the numerical libraries' thread pools in kernels.
@@ -64,6 +65,7 @@ class Job:
     submission: str
     scratch_base: str
     hidden: tuple[str, ...]
+    submitted_top: str = ""  # the course's submitted directory (links below it are refused)
 
 
 @dataclass
@@ -110,6 +112,10 @@ def grade_copy(job: Job, gradebook: bytes | None) -> Graded:
         )
         course.check_sandbox()
         coursedir = course.coursedir
+        refusals = submission_refusals(job.submission, job.submitted_top or None)
+        if refusals:  # never copied: a copy would follow the link or block on the FIFO
+            failure = f"refused, not graded: {'; '.join(refusals[:5])} (links and special files are never read)"
+            return Graded(Attempt(job.student, succeeded=False, failure=failure), {}, None, None)
         submission = coursedir.format_path(coursedir.submitted_directory, job.student, job.assignment)
         shutil.copytree(job.submission, submission, symlinks=True)
         attempt = course.grade(job.assignment, job.student)
@@ -253,6 +259,7 @@ def autograde_in_parallel(
             coursedir.format_path(coursedir.submitted_directory, student, assignment),
             scratch_base,
             hidden,
+            os.path.join(coursedir.root, coursedir.submitted_directory),
         )
         for student in students
     ]

@@ -30,7 +30,6 @@ PROBLEM_ERRORS = {
     "CellTimeoutError": "timed out",
     "MemoryError": "ran out of memory",
     "GradingError": "did not report all of its checks",
-    "SuppressedError": "raised an error that its output did not show",
 }
 
 

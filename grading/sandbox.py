@@ -35,7 +35,6 @@ from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Integer, List, Unicode, default
 
@@ -57,8 +56,6 @@ PASSED_NAMES = {
     "LD_LIBRARY_PATH",
 }
 PASSED_PREFIXES = ("LC_", "OMP_", "MKL_", "OPENBLAS_", "NBGRADER_", "PRACTICUM_", "TORCH_", "PYTORCH_")
-# ename of the error output added to a cell whose error the kernel did not display.
-SUPPRESSED_ERROR = "SuppressedError"
 UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 # What of the machine the kernel sees, read-only (those that exist): system programs and
 # libraries, the top-level directories that merged-/usr systems make links into /usr, a
@@ -461,22 +458,6 @@ class SandboxedExecute(Execute):
     def preprocess_cell(self, cell, resources, index):
         self._current_cell = (index, cell.metadata.get("nbgrader", {}).get("grade_id"))
         return super().preprocess_cell(cell, resources, index)
-
-    async def _check_raise_for_error(self, cell, cell_index, exec_reply):
-        """A cell whose execution failed must show an error, even if student code changed how the
-        kernel displays errors (the reply's status comes from the kernel's own machinery)."""
-        content = (exec_reply or {}).get("content", {})
-        if content.get("status") == "error" and not any(o.get("output_type") == "error" for o in cell.outputs):
-            message = (
-                f"the cell raised {content.get('ename') or 'an error'}, which its output did not show "
-                f"(the kernel's error display was changed)"
-            )
-            cell.outputs.append(
-                new_output(
-                    "error", ename=SUPPRESSED_ERROR, evalue=message, traceback=[f"{SUPPRESSED_ERROR}: {message}"]
-                )
-            )
-        await super()._check_raise_for_error(cell, cell_index, exec_reply)
 
     def preprocess(self, nb, resources=None, km=None):
         self._settings = self.launcher_settings()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,12 +57,16 @@ WRITTEN_ANSWER = "Projection keeps the perturbation inside the threat model; cli
 
 @dataclass
 class Context:
-    """What the generators need: the notebooks, the course's location, a local server's port."""
+    """What the generators need: the notebooks, the course's location, a local server's port,
+    and the host's secrets a submission must never reach: a file outside the course (an
+    instructor's ssh key) and a world-writable Unix socket served on the host."""
 
     release: nbformat.NotebookNode
     solution: nbformat.NotebookNode
     course: Path
     port: int
+    secret: Path = Path("/nonexistent/secret")
+    socket_path: str = "/nonexistent/socket"
 
 
 def solution_answers(solution: nbformat.NotebookNode) -> dict[str, str]:
@@ -329,6 +335,8 @@ class Case:
     code_score: float | None
     message: str = ""  # a regular expression one of the report's messages must match
     timestamp: str | None = None
+    # puts more into the submission folder (ctx, folder), after every notebook is written
+    files: Callable[[Context, Path], None] | None = None
 
 
 CASES = [
@@ -408,6 +416,247 @@ CASES = [
 DUEDATE = "2030-01-01 00:00:00 UTC"
 
 
+# --- fail closed: the sandbox, links and special files, in-process tricks, malformed notebooks ---
+# Markers that must never appear in what a kernel printed: they stand for secrets on the host.
+SECRET_MARKERS = ("HOST-SECRET-KEY", "SOCKET-SECRET", "GRADES-SECRET")
+
+# A fake checker: every check "passes" and publishes a witness as the real one does.
+FAKE_CHECKER = """class Fake:
+    def __getattr__(self, name):
+        def passed(*args, label=name, **kwargs):
+            display({"application/vnd.grading.check+json": {"check": name, "label": label},
+                     "text/plain": "passed " + label}, raw=True)
+        return passed
+"""
+
+
+def escapes_to_host(ctx):
+    """Wrong answers; tries every way out of the sandbox it can think of and prints what it got."""
+    course = ctx.course
+    targets = [
+        str(ctx.secret),
+        str(course / "grades.csv"),
+        str(course / "nbgrader_config.py"),
+        str(course / "autograded" / "perfect" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
+        str(course / "feedback"),
+        "/etc/shadow",
+        "/root/.ssh/id_rsa",
+        "/home",
+        "/run",
+        "/var/run",
+    ]
+    code = (
+        "".join(WRONG.values())
+        + f"""
+import os, socket
+for path in {targets!r}:
+    try:
+        print(path, "READ:", open(path).read()[:200] if os.path.isfile(path) else os.listdir(path))
+    except OSError as error:
+        print(path, "refused:", type(error).__name__)
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect({ctx.socket_path!r})
+    print("socket READ:", s.recv(100))
+except OSError as error:
+    print("socket refused:", type(error).__name__)
+for path in ["/escape.txt", "/usr/lib/escape.txt", {str(course / "escape.txt")!r}]:
+    try:
+        open(path, "w").write("escaped")
+        print(path, "WRITTEN")
+    except OSError as error:
+        print(path, "not written:", type(error).__name__)
+"""
+    )
+    return answered(ctx, {"normalize": code, "project": "", "accuracy": ""})
+
+
+FILLS_MEMORY = """import os
+for path in ["/dev/shm/fill", "/tmp/fill", "fill"]:
+    try:
+        with open(path, "wb") as f:
+            for _ in range(700):
+                f.write(b"x" * 2**20)
+        print(path, "FILLED")
+    except OSError as error:
+        print(path, "stopped:", error.errno)
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+"""
+
+
+def shadow_modules(ctx, folder: Path) -> None:
+    """Module files next to the notebook that would make NumPy compare everything as equal."""
+    (folder / "numpy.py").write_text("def allclose(*a, **k):\n    return True\n")
+    (folder / "sitecustomize.py").write_text("import builtins\nbuiltins.isinstance = lambda *a: True\n")
+
+
+WRITES_MODULE = """open("shadow_helpers.py", "w").write("def normalize(v):\\n    return v\\n")
+try:
+    import shadow_helpers
+    print("IMPORTED the shadow module")
+except ImportError as error:
+    print("not importable:", type(error).__name__)
+"""
+REBINDS = {
+    "loop": FAKE_CHECKER + "for check in [Fake()]:\n    pass\n",
+    "with": FAKE_CHECKER + "import contextlib\nwith contextlib.nullcontext(Fake()) as check:\n    pass\n",
+    "walrus": FAKE_CHECKER + "if (check := Fake()):\n    pass\n",
+    "frame": FAKE_CHECKER + "import sys\nsys._getframe().f_globals['check'] = Fake()\n",
+}
+ALIAS_PATCH = (
+    "A = np.testing\nA.assert_allclose = lambda *a, **k: None\nB = np\nB.absolute = lambda x, *a, **k: x * 0\n"
+)
+HIDES_TRACEBACKS = "get_ipython().showtraceback = lambda *a, **k: None\n"
+IPYTHON_IMPORT = "import IPython\nIPython.get_ipython().showtraceback = lambda *a, **k: None\n"
+BUILTINS_PATCH = "__builtins__.isinstance = lambda *a: True\n"
+MAGIC_AND_SHELL = "!echo shell escape\n%config InteractiveShell.ast_node_interactivity = 'all'\n"
+
+
+def link_to(target: Callable[[Context], Path], name: str = "notes.txt"):
+    """Puts a link named ``name`` to ``target(ctx)`` in the submission folder."""
+
+    def files(ctx, folder: Path) -> None:
+        os.symlink(target(ctx), folder / name)
+
+    return files
+
+
+def fifo(ctx, folder: Path) -> None:
+    os.mkfifo(folder / "data.fifo")
+
+
+def hard_link(ctx, folder: Path) -> None:
+    os.link(ctx.course / "nbgrader_config.py", folder / "config.txt")
+
+
+def setuid_file(ctx, folder: Path) -> None:
+    path = folder / "tool.sh"
+    path.write_text("#!/bin/sh\nid\n")
+    path.chmod(0o4755)
+
+
+def student_folder_link(ctx, folder: Path) -> None:
+    """The student's whole folder is a link to another student's submission."""
+    student = folder.parent
+    shutil.rmtree(student)
+    os.symlink(student.parent / "perfect", student)
+
+
+def with_metadata(**changes):
+    """Solution answers, with the nbgrader metadata of the 'normalize' answer cell changed
+    (``nbgrader=...`` replaces all of it)."""
+
+    def build(ctx):
+        nb = perfect(ctx)
+        cell = nb.cells[index_of(nb, "normalize")]
+        for key, value in changes.items():
+            if key == "nbgrader":
+                cell.metadata["nbgrader"] = value
+            else:
+                cell.metadata.nbgrader[key] = value
+        return json.dumps(nb)
+
+    return build
+
+
+def invalid_output(ctx):
+    nb = perfect(ctx)
+    nb.cells[index_of(nb, "normalize")].outputs = [{"output_type": "bogus", "data": 1}]
+    return json.dumps(nb)
+
+
+def rebinds(how: str):
+    return lambda ctx: with_prefix(ctx, "normalize", REBINDS[how], WRONG)
+
+
+FAIL_CLOSED_CASES = [
+    Case("escapes_to_host", escapes_to_host, "graded", 0),
+    Case("fills_memory", lambda ctx: with_prefix(ctx, "normalize", FILLS_MEMORY), "graded", 6),
+    Case(
+        "shadows_numpy",
+        lambda ctx: answered(ctx, WRONG),
+        "flagged",
+        0,
+        r"holds numpy\.py next to the notebook",
+        files=shadow_modules,
+    ),
+    Case(
+        "writes_module",
+        lambda ctx: with_prefix(ctx, "normalize", WRITES_MODULE, WRONG),
+        "flagged",
+        0,
+        r"wrote shadow_helpers\.py next to the notebook",
+    ),
+    Case("rebinds_checker_loop", rebinds("loop"), "flagged", 6, r"\(as a loop variable\) 'check'"),
+    Case("rebinds_checker_with", rebinds("with"), "flagged", 6, r"\(with \.\.\. as\) 'check'"),
+    Case("rebinds_checker_walrus", rebinds("walrus"), "flagged", 6, r"rebinds 'check'"),
+    Case("rebinds_checker_frame", rebinds("frame"), "flagged", 6, r"uses \._getframe"),
+    Case(
+        "alias_patch",
+        lambda ctx: with_prefix(ctx, "normalize", ALIAS_PATCH, WRONG),
+        "flagged",
+        0,
+        r"assigns A\.assert_allclose",
+    ),
+    Case(
+        "hides_tracebacks",
+        lambda ctx: with_prefix(ctx, "normalize", HIDES_TRACEBACKS, WRONG),
+        "flagged",
+        0,
+        r"uses \.showtraceback",
+    ),
+    Case(
+        "ipython_import",
+        lambda ctx: with_prefix(ctx, "normalize", IPYTHON_IMPORT, WRONG),
+        "flagged",
+        0,
+        r"imports IPython",
+    ),
+    Case(  # breaks the kernel itself: not graded, and the report says what the code did
+        "builtins_patch",
+        lambda ctx: with_prefix(ctx, "normalize", BUILTINS_PATCH, WRONG),
+        "failed",
+        None,
+        r"uses __builtins__",
+    ),
+    Case(
+        "magic_and_shell",
+        lambda ctx: with_prefix(ctx, "normalize", MAGIC_AND_SHELL),
+        "flagged",
+        6,
+        r"runs a shell command",
+    ),
+    Case(
+        "link_to_solutions",
+        perfect,
+        "failed",
+        None,
+        r"notes\.txt \(a link to",
+        files=link_to(lambda ctx: ctx.course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
+    ),
+    Case("link_to_a_folder", perfect, "failed", None, r"a link to", files=link_to(lambda ctx: ctx.course, "course")),
+    Case("fifo", perfect, "failed", None, r"data\.fifo", files=fifo),
+    Case("hard_link", perfect, "failed", None, r"config\.txt \(a hard link", files=hard_link),
+    Case("setuid_file", perfect, "failed", None, r"tool\.sh \(setuid", files=setuid_file),
+    Case("student_folder_link", perfect, "failed", None, r"is a link", files=student_folder_link),
+    Case(
+        "metadata_not_a_mapping",
+        with_metadata(nbgrader="oops"),
+        "failed",
+        None,
+        r"metadata\.nbgrader is a str, not a mapping",
+    ),
+    Case("metadata_a_list", with_metadata(nbgrader=[1, 2]), "failed", None, r"metadata\.nbgrader is a list"),
+    Case("points_as_text", with_metadata(points="100"), "failed", None, r"metadata\.nbgrader\.points is a str"),
+    Case("invalid_output", invalid_output, "failed", None, r"not a valid notebook"),
+]
+CASES += FAIL_CLOSED_CASES
+
+
 def write_catalog(ctx: Context, submitted: Path, cases=CASES) -> None:
     """Write every case's submission under ``submitted/STUDENT/ASSIGNMENT/``."""
     for case in cases:
@@ -419,6 +668,9 @@ def write_catalog(ctx: Context, submitted: Path, cases=CASES) -> None:
             text = content if isinstance(content, str) else nbformat.writes(content)
         (target / f"{ASSIGNMENT}.ipynb").write_text(text)
         (target / "timestamp.txt").write_text(case.timestamp or "2029-12-31 12:00:00 UTC")
+    for case in cases:  # after every folder exists: some point at others
+        if case.files:
+            case.files(ctx, submitted / case.student / ASSIGNMENT)
 
 
 def messages(report: dict) -> list[str]:

@@ -7,11 +7,13 @@ which would hide a course there wholesale and prove nothing about hiding its par
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import http.server
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -124,6 +126,64 @@ def digest(directory: Path) -> dict[str, str]:
 
 
 @dataclass
+class HostSecrets:
+    """What a submission must never reach, set up on the host next to a course: an ssh key in a
+    home directory outside it, a grades export inside it, a world-writable Unix socket (a
+    database's or a container engine's) that answers anyone who connects; who connected."""
+
+    secret: Path
+    socket_path: str
+    hits: list[str]
+
+
+@contextlib.contextmanager
+def host_secrets(course: Path):
+    home = Path(tempfile.mkdtemp(prefix="grading-home-", dir=course.parent))
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_ed25519").write_text("HOST-SECRET-KEY\n")
+    (course / "grades.csv").write_text("student_id,score\nperfect,GRADES-SECRET\n")
+    socket_path = f"/tmp/grading-host-{os.getpid()}-{home.name}.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(socket_path)
+    os.chmod(socket_path, 0o777)
+    server.listen()
+    secrets = HostSecrets(home / ".ssh" / "id_ed25519", socket_path, [])
+
+    def serve():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            secrets.hits.append("connected")
+            connection.sendall(b"SOCKET-SECRET")
+            connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield secrets
+    finally:
+        server.close()
+        os.unlink(socket_path)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def kernel_output(notebook: Path) -> str:
+    """Everything the kernel printed or displayed in a graded notebook, as text."""
+    nb = nbformat.read(notebook, 4)
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            parts += [
+                str(output.get("text", "")),
+                str(output.get("evalue", "")),
+                *map(str, output.get("traceback", [])),
+            ]
+            parts += [str(value) for value in output.get("data", {}).values()]
+    return "\n".join(parts)
+
+
+@dataclass
 class GradedCourse:
     course: Path
     result: subprocess.CompletedProcess
@@ -131,6 +191,7 @@ class GradedCourse:
     submitted_before: dict[str, str]
     server_hits: list[str]
     reports: dict[str, dict] = field(default_factory=dict)
+    socket_hits: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -142,19 +203,22 @@ def graded_course():
     course = released_course()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AnswerServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    ctx = Context(
-        release=nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4),
-        solution=nbformat.read(SOURCE, 4),
-        course=course,
-        port=server.server_address[1],
-    )
-    write_catalog(ctx, course / "submitted", CASES)
-    before = digest(course / "submitted")
-    start = time.monotonic()
-    result = grading(course, "autograde", ASSIGNMENT)
-    seconds = time.monotonic() - start
+    with host_secrets(course) as secrets:
+        ctx = Context(
+            release=nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4),
+            solution=nbformat.read(SOURCE, 4),
+            course=course,
+            port=server.server_address[1],
+            secret=secrets.secret,
+            socket_path=secrets.socket_path,
+        )
+        write_catalog(ctx, course / "submitted", CASES)
+        before = digest(course / "submitted")
+        start = time.monotonic()
+        result = grading(course, "autograde", ASSIGNMENT)
+        seconds = time.monotonic() - start
     server.shutdown()
-    graded = GradedCourse(course, result, seconds, before, list(AnswerServer.hits))
+    graded = GradedCourse(course, result, seconds, before, list(AnswerServer.hits), socket_hits=secrets.hits)
     for case in CASES:
         path = course / "grading_reports" / ASSIGNMENT / f"{case.student}.json"
         if path.exists():

@@ -12,8 +12,18 @@ import subprocess
 
 import nbformat
 import pytest
-from catalog import ASSIGNMENT, CASES, MAX_CODE_SCORE, MAX_SCORE, SOURCE, matches, messages
-from course_tools import digest, graded_course, grading, nbgrader, read_csv  # noqa: F401 (a fixture)
+from catalog import (
+    ASSIGNMENT,
+    CASES,
+    FAIL_CLOSED_CASES,
+    MAX_CODE_SCORE,
+    MAX_SCORE,
+    SECRET_MARKERS,
+    SOURCE,
+    matches,
+    messages,
+)
+from course_tools import digest, graded_course, grading, kernel_output, nbgrader, read_csv  # noqa: F401 (a fixture)
 from nbconvert import HTMLExporter
 from nbgrader.api import Gradebook
 
@@ -50,6 +60,29 @@ def test_run_reports_failures_in_its_exit_status(graded_course):
     assert f"{failed} FAILED (not graded)" in result.stdout
     for case in CASES:
         assert re.search(rf"^{case.student}\s+{case.status}\s", result.stdout, re.M), case.student
+
+
+def test_nothing_outside_the_allow_list_reached_a_kernel(graded_course):
+    """No kernel printed a host secret (an ssh key outside the course, the grades export, a Unix
+    socket's answer), wrote outside its own copy, or filled memory past its bounds."""
+    course = graded_course.course
+    for notebook in (course / "autograded").rglob("*.ipynb"):
+        text = kernel_output(notebook)
+        assert not [marker for marker in SECRET_MARKERS if marker in text], notebook
+    assert graded_course.socket_hits == []
+    escaped = kernel_output(course / "autograded" / "escapes_to_host" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    assert "READ:" not in escaped and "WRITTEN" not in escaped, escaped
+    assert escaped.count("refused:") == 11 and escaped.count("not written:") == 3, escaped
+    assert not (course / "escape.txt").exists()
+    filled = kernel_output(course / "autograded" / "fills_memory" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    assert "FILLED" not in filled and filled.count("stopped: 28") == 3, filled  # ENOSPC in each
+
+
+def test_refused_submissions_are_never_copied_or_run(graded_course):
+    refused = [case.student for case in FAIL_CLOSED_CASES if case.files and case.status == "failed"]
+    for student in refused:
+        assert not (graded_course.course / "autograded" / student).exists(), student
+        assert "refused, not graded" in graded_course.reports[student]["failure"], student
 
 
 def test_catalog_runs_in_a_few_minutes(graded_course):
