@@ -21,6 +21,7 @@ from .feedback import HideHiddenTests
 from .outputs import RequireCheckWitnesses, TruncateOutputs
 from .sandbox import SandboxedExecute
 from .sanitize import RestoreStructure, guard_submission_copies
+from .witnesses import VerifyWitnesses
 
 COURSE_ID = "robustness-practicum"
 # stderr that is noise, not failure: Python warnings and progress bars (tqdm).
@@ -35,6 +36,7 @@ def autograde_steps() -> list:
     """nbgrader's autograde preprocessors, sandboxed, with the witness check and output bounds."""
     steps = [SandboxedExecute if step is Execute else step for step in _default(Autograde, "autograde_preprocessors")]
     steps.insert(steps.index(SandboxedExecute) + 1, RequireCheckWitnesses)
+    steps.insert(steps.index(SandboxedExecute) + 1, VerifyWitnesses)
     steps.insert(steps.index(RequireCheckWitnesses) + 1, ReviewRun)
     steps.insert(steps.index(LimitOutput) + 1, TruncateOutputs)
     return steps

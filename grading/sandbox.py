@@ -26,6 +26,7 @@ import functools
 import glob
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Integer, List, Unicode, default
 
+from .checks import KEY_FILE_ENV
 from .paths import find_coursedir, private_paths
 from .report import record_stock_failure
 
@@ -298,6 +300,7 @@ class SandboxKernelManager(AsyncKernelManager):
         self.transport = "ipc"
         self.ip = os.path.join(self._kernel_dir, "ipc")
         self.connection_file = os.path.join(self._kernel_dir, "connection.json")
+        self.witness_key = secrets.token_hex(32)  # signs the checks' witnesses (grading.witnesses)
 
     @property
     def kernel_spec(self):
@@ -309,6 +312,9 @@ class SandboxKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         command = super().format_kernel_cmd(extra_arguments)
         settings_file = os.path.join(self._private, "settings.json")
+        key_file = os.path.join(self._kernel_dir, "witness.key")
+        with os.fdopen(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(self.witness_key)
         mounts, links = [], []
         if self.settings.get("sandbox"):
             layout = Layout(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.layout.items()})
@@ -317,6 +323,7 @@ class SandboxKernelManager(AsyncKernelManager):
             settings_file,
             {
                 **self.settings,
+                "env": {**self.settings["env"], KEY_FILE_ENV: key_file},
                 "mounts": mounts,
                 "symlinks": links,
                 "kernel_dir": self._kernel_dir,
@@ -465,7 +472,9 @@ class SandboxedExecute(Execute):
         self._current_cell = None
         try:
             nb, resources = super().preprocess(nb, resources, km)
-            resources.setdefault("grading", {})["exit_record"] = getattr(self._sandbox_km, "exit_record", None)
+            run = resources.setdefault("grading", {})
+            run["exit_record"] = getattr(self._sandbox_km, "exit_record", None)
+            run["witness_key"] = getattr(self._sandbox_km, "witness_key", None)
             return nb, resources
         except (DeadKernelError, CellTimeoutError, RuntimeError) as error:
             record = getattr(self._sandbox_km, "exit_record", None) or {}
