@@ -5,9 +5,9 @@
     preflight ASSIGNMENT                   grade solutions, blank and tampered copies; must be right
     autograde ASSIGNMENT [--student ID]..  preflight, then grade every submission in the sandbox,
         [--workers N] [--scheduler S]      N at a time (default one per CPU), on Dask with --scheduler
-    feedback ASSIGNMENT [--student ID]..   HTML feedback in feedback/, without hidden tests
+    feedback ASSIGNMENT [--student ID]..   HTML feedback in feedback/: what failed, without hidden tests
     export [--to grades.csv]               grades with each submission's status and message
-    validate NOTEBOOK...                   run a notebook's tests (trusted notebooks, no sandbox)
+    validate NOTEBOOK...                   run a notebook's tests, report each test cell (trusted, no sandbox)
 
 Run in the course directory (or pass --course DIR). Exit status: 0 when everything
 worked, 1 when a step or a submission failed (the output says which), 2 when grading
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import warnings
 
@@ -80,8 +79,15 @@ def _positive(text: str) -> int:
 
 
 def _print_report(report: dict) -> None:
-    score = f"{report['score']:g}/{report['max_score']:g}" if report.get("score") is not None else "-"
-    messages = ([report["failure"]] if report.get("failure") else []) + report["problems"] + report["review"]
+    """One line per graded submission: student, status, automatic score (and the points left
+    to grade by hand), time, and every message of its report."""
+    score = "-"
+    if report.get("score") is not None:
+        score = f"{report['score']:g}/{report['max_score']:g}"
+        if report.get("manual_points"):
+            score += f" (+{report['manual_points']:g} graded by hand)"
+    messages = [report["failure"]] if report.get("failure") else []
+    messages += report["problems"] + report["review"] + report["notes"]
     print(
         f"{report['student']:<24} {report['status']:<8} {score:>9} {report['seconds']:>6.1f} s  {'; '.join(messages)}",
         flush=True,
@@ -133,21 +139,23 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1 if failed else 0
     if args.command == "feedback":
-        for path in course.feedback(args.assignment, args.student):
-            print(f"feedback {os.path.relpath(path, course.root)}")
-        return 0
+        results = course.feedback(args.assignment, args.student)
+        for result in results:
+            for path in result.written:
+                print(f"feedback {os.path.relpath(path, course.root)}")
+            for note in result.notes:
+                print(f"  {result.student}: {note}")
+            if result.failure:
+                print(f"feedback for {result.student} FAILED: {result.failure}", file=sys.stderr)
+        return 1 if any(result.failure for result in results) else 0
     if args.command == "export":
         print(f"exported {course.export(args.to, args.assignment)}")
         return 0
     failures = 0
     for path in args.notebooks:
-        results = course.validate(path)
-        failed = results.get("failed", []) + results.get("type_changed", []) + results.get("changed", [])
-        print(f"{path}: {'FAILED ' + str(len(failed)) + ' cell(s)' if failed else 'passed'}")
-        for cell in results.get("failed", []):
-            error = re.sub(r"\x1b\[[0-9;]*m", "", cell["raw_error"]).strip()
-            print("  " + (error.splitlines()[-1] if error else "(no output)"))
-        failures += bool(failed)
+        validation = course.validate(path)
+        print("\n".join(validation.lines()), flush=True)
+        failures += not validation.passed
     return 1 if failures else 0
 
 

@@ -18,7 +18,7 @@ from nbgrader.preprocessors import Execute, LimitOutput
 
 from .audit import AuditSubmission, ReviewRun
 from .feedback import HideHiddenTests
-from .outputs import RequireCheckWitnesses, TruncateOutputs
+from .outputs import OutputBudget, RequireCheckWitnesses, SanitizeOutputs, TruncateOutputs
 from .sandbox import SandboxedExecute
 from .sanitize import RestoreStructure, guard_submission_copies
 from .witnesses import VerifyWitnesses
@@ -39,7 +39,7 @@ def autograde_steps() -> list:
     steps.insert(steps.index(SandboxedExecute) + 1, VerifyWitnesses)
     steps.insert(steps.index(RequireCheckWitnesses) + 1, ReviewRun)
     steps.insert(steps.index(LimitOutput) + 1, TruncateOutputs)
-    return steps
+    return [*steps, SanitizeOutputs, OutputBudget]  # after the grades are saved: they never change them
 
 
 def configure(
@@ -89,7 +89,13 @@ def configure(
     c.SandboxedExecute.cpu_time_limit = cpu_time_limit
     c.SandboxedExecute.max_processes = max_processes
 
-    c.GenerateFeedback.preprocessors = [HideHiddenTests, *_default(GenerateFeedback, "preprocessors")]
+    # Sanitized and bounded again: notebooks graded before these steps existed.
+    c.GenerateFeedback.preprocessors = [
+        SanitizeOutputs,
+        OutputBudget,
+        HideHiddenTests,
+        *_default(GenerateFeedback, "preprocessors"),
+    ]
     c.Autograde.post_convert_hook = "grading.report.report_stock_run"
     c.ExportApp.plugin_class = "grading.export.StatusCsvExportPlugin"
     c.ZipCollectApp.collector_plugin = "grading.collect.SubmissionCollector"

@@ -144,6 +144,10 @@ def grade_submission(
         try:
             notebooks = [nb.name for nb in gb.find_assignment(assignment).notebooks]
             summary = grade_summary(gb, assignment, student) if succeeded else {}
+            if succeeded:  # points of the answers that wait for a grader
+                submission = gb.find_submission(assignment, student)
+                grades = [g for nb in submission.notebooks for g in nb.grades]
+                summary["manual_points"] = sum(g.max_score for g in grades if g.needs_manual_grade)
         except MissingEntry:
             notebooks, summary = [], {}
     if succeeded:

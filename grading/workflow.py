@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import nbformat
@@ -22,18 +23,20 @@ from nbgrader.apps import NbGraderAPI
 from nbgrader.apps.zipcollectapp import ZipCollectApp
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import IgnorePattern
-from nbgrader.utils import capture_log
+from nbgrader.utils import capture_log, chdir, setenv
 from nbgrader.validator import Validator
 from traitlets.config import Config, LazyConfigValue, PyFileConfigLoader
 
 from .audit import REVIEW_PREFIX
 from .export import StatusCsvExportPlugin
-from .feedback import leaked_lines, strip_hidden
+from .feedback import FeedbackResult, HiddenText, HideHiddenTests, leaked_lines
 from .gradebook import reset_automatic_results
+from .outputs import RequireCheckWitnesses
 from .paths import release_notebook_path, report_path
 from .report import grade_submission, read_report
 from .sandbox import SandboxedExecute, SandboxUnavailable, grading_package_root
 from .sanitize import LOG_PREFIX, UnreadableNotebook, read_submission, submission_refusals
+from .validation import Validation, changed_cells, validation_of
 
 PREFLIGHT_STUDENTS = ("preflight-solution", "preflight-blank", "preflight-tampered")
 TAMPER_NOTES = ("was edited", "points of cell")
@@ -410,35 +413,48 @@ class Course:
         )
 
     # -- feedback ------------------------------------------------------------------------------
-    def feedback(self, assignment: str, students: list[str] | None = None) -> list[str]:
-        """HTML feedback for each graded submission, without hidden tests; the files written."""
+    def feedback(self, assignment: str, students: list[str] | None = None) -> list[FeedbackResult]:
+        """HTML feedback for each graded submission (all but the failed ones by default), without
+        hidden tests; a result per student. An output that showed hidden tests is removed from
+        that student's feedback (a note says so); a rendered file that still shows some is
+        removed, and that student's feedback fails; either way the next student is served."""
         if students is None:
             students = [
                 s
                 for s in self.submitted_students(assignment)
                 if (read_report(self.coursedir, assignment, s) or {}).get("status") != "failed"
             ]
-        hidden = []
-        for nb in self.notebook_names(assignment):
-            source = nbformat.read(
-                os.path.join(self._directory(self.coursedir.source_directory, ".", assignment), nb + ".ipynb"), 4
-            )
-            hidden += [line for cell in source.cells for line in strip_hidden(cell.source)[1]]
-        written = []
-        for student in students:
-            result = self.api.generate_feedback(assignment, student, force=True)
-            if not result["success"]:
-                raise StepFailed(f"feedback for {student} failed: {_failure_from_log(result)}")
-            for path in glob.glob(
-                os.path.join(self._directory(self.coursedir.feedback_directory, student, assignment), "*.html")
-            ):
-                with open(path) as f:
-                    leaks = leaked_lines(f.read(), hidden)
-                if leaks:
-                    os.remove(path)
-                    raise StepFailed(f"{path} showed hidden tests ({leaks[0]!r}); it was removed")
-                written.append(path)
-        return written
+        return [self.feedback_one(assignment, student) for student in dict.fromkeys(students)]
+
+    def feedback_one(self, assignment: str, student: str) -> FeedbackResult:
+        """Generate one student's feedback (see :meth:`feedback`)."""
+        result = FeedbackResult(student)
+        try:
+            run = self.api.generate_feedback(assignment, student, force=True)
+        except Exception as error:  # one student's notebook must not stop the others
+            run = {"success": False, "log": "", "error": f"{type(error).__name__}: {error}"}
+        prefix = LOG_PREFIX + "feedback: "
+        result.notes = [line.split(prefix, 1)[1] for line in run.get("log", "").splitlines() if prefix in line]
+        if not run["success"]:
+            result.failure = _failure_from_log(run)
+            return result
+        labels_shown = HideHiddenTests(config=self.config).show_hidden_labels
+        graded = self._directory(self.coursedir.autograded_directory, student, assignment)
+        for path in sorted(
+            glob.glob(os.path.join(self._directory(self.coursedir.feedback_directory, student, assignment), "*.html"))
+        ):
+            notebook = os.path.join(graded, os.path.splitext(os.path.basename(path))[0] + ".ipynb")
+            secret = HiddenText.of(nbformat.read(notebook, as_version=4), labels_shown=labels_shown)
+            with open(path) as f:
+                leaks = leaked_lines(f.read(), secret.lines + secret.strings)
+            if leaks:
+                os.remove(path)
+                result.failure = (
+                    f"{os.path.relpath(path, self.root)} showed hidden tests ({leaks[0]!r}); it was removed"
+                )
+            else:
+                result.written.append(path)
+        return result
 
     # -- export --------------------------------------------------------------------------------
     def export(self, to: str | None = None, assignments: list[str] | None = None) -> str:
@@ -451,13 +467,28 @@ class Course:
         return plugin.to
 
     # -- validate ------------------------------------------------------------------------------
-    def validate(self, path: str) -> dict:
-        """nbgrader's validator on one notebook (not sandboxed: for trusted notebooks), as a dict
-        with the failed, passed and changed cells; unlike ``nbgrader validate``, callers can check it."""
-        return self.validator().validate(path)
+    def validate(self, path: str) -> Validation:
+        """Run a notebook's tests with nbgrader's validator and the witness check that autograde
+        adds (not sandboxed: for trusted notebooks); the verdict per test cell, with the failing
+        check's label and message, the automatic score and the points graded by hand."""
+        validator = self.validator()
+        nb = nbformat.read(path, as_version=4)
+        changed = changed_cells(nb)
+        resources = {}
+        with (
+            chdir(os.path.dirname(os.path.abspath(path))),
+            setenv(NBGRADER_VALIDATING="1", NBGRADER_EXECUTION="validate"),
+        ):
+            for step in [*validator.preprocessors, RequireCheckWitnesses]:
+                nb, resources = step(parent=validator).preprocess(nb, resources)
+        return validation_of(nb, path, changed)
 
     def validator(self) -> Validator:
-        """nbgrader's validator, forgiving stderr noise as autograde does."""
-        validator = Validator(config=self.config)
+        """nbgrader's validator, forgiving stderr noise as autograde does. Its kernels talk over
+        IPC sockets, as the grader's do (no TCP port, so no warning about unencrypted traffic)."""
+        config = copy.deepcopy(self.config)
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = os.path.join(tempfile.gettempdir(), f"grading-validate-{uuid.uuid4().hex[:12]}")
+        validator = Validator(config=config)
         validator.preprocessors = [*validator.preprocessors, IgnorePattern]
         return validator

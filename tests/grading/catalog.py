@@ -684,3 +684,104 @@ def messages(report: dict) -> list[str]:
 
 def matches(pattern: str, report: dict) -> bool:
     return not pattern or any(re.search(pattern, m) for m in messages(report))
+
+
+# --- Feedback and display: outputs and markdown that try to run in a browser, too much output ---
+# (their rendered feedback and formgrader views are checked in tests/grading/test_feedback.py)
+PNG = (  # a 1x1 PNG: images must stay
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+KEPT_TEXT = ["html-text-kept", "table-text-kept", "stdout-text-kept", "markdown-text-kept", "written-text-kept"]
+HTML_ATTACKS = [
+    "<script>document.title='pwned'</script>",
+    "<img src=x onerror=\"document.title='pwned'\">",
+    "<svg onload=\"document.title='pwned'\"><circle r=5 /></svg>",
+    "<iframe src='https://example.org/'></iframe>",
+    "<object data='https://example.org/x.swf'></object><embed src='https://example.org/x.swf'>",
+    "<form action='https://example.org/'><input name=token><button>Send</button></form>",
+    "<style>body { background: url(https://example.org/track) }</style>",
+    "<a href=\"javascript:document.title='pwned'\">js</a>",
+    "<a href=\"jav&#x09;ascript:document.title='pwned'\">entity js</a>",
+    "<a href='data:text/html,<script>alert(1)</script>'>data</a>",
+    "<div style='position:fixed; top:0; left:0; width:100%; background:url(https://example.org/t)'>cover</div>",
+    "<math><mtext><table><mglyph><style><img src=x onerror=\"document.title='pwned'\">",
+    "<noscript><p title=\"</noscript><img src=x onerror=document.title='pwned'>\"></noscript>",
+    "<details open ontoggle=\"document.title='pwned'\"><summary>s</summary>d</details>",
+    "<base href='https://example.org/'><meta http-equiv='refresh' content='0; url=https://example.org/'>",
+    "<link rel=stylesheet href='https://example.org/x.css'>",
+    "&lt;script&gt;escaped text stays text&lt;/script&gt;",
+]
+# `display` is IPython's built-in: no import (importing IPython is for the audit to judge).
+HOSTILE_HTML = f"""attacks = {HTML_ATTACKS!r}
+page = "<p>html-text-kept</p>" + "".join(attacks) + "<table><tr><td>table-text-kept</td></tr></table>"
+display({{"text/html": page, "text/plain": "<HTML>"}}, raw=True)
+display({{"text/html": "<b>isolated</b><script>document.title='pwned'</script>"}}, raw=True,
+        metadata={{"text/html": {{"isolated": True}}}})
+display({{"image/png": {PNG!r}, "text/plain": "<a png>"}}, raw=True)
+print("stdout-text-kept <script>document.title='pwned'</script>")
+"""
+HOSTILE_TYPES = f"""import ipywidgets
+display({{"application/javascript": "document.title = 'pwned'", "text/plain": "js fallback"}}, raw=True)
+display({{"image/svg+xml": '<svg onload="alert(1)"><script>alert(2)</script></svg>'}},
+        raw=True)
+display({{"application/vnd.jupyter.widget-view+json": {{"model_id": "x", "version_major": 2, "version_minor": 0}},
+         "text/plain": "widget fallback"}}, raw=True)
+display({{"application/x-unknown": "<script>document.title = 'pwned'</script>"}}, raw=True)
+display({{"text/markdown": "markdown-text-kept <img src=x onerror=alert(1)> [js](javascript:alert(1))"}}, raw=True)
+display({{"image/png": {PNG!r}}}, raw=True,
+        metadata={{"image/png": {{"width": 4, "onload": "x"}}, "filenames": {{"image/png": "javascript:alert(1)"}}}})
+display({{"image/png": "not base64 <script>alert(1)</script>"}}, raw=True)
+display(ipywidgets.HTML(value="<img src=x onerror=\\"document.title='pwned'\\">"))  # widget state
+"""
+ATTACHMENT_HTML = "PHNjcmlwdD5kb2N1bWVudC50aXRsZT0ncHduZWQnPC9zY3JpcHQ+"  # <script>document.title=...</script>
+MARKDOWN_ATTACKS = (
+    "Markdown with raw HTML: <img src=x onerror=\"document.title='pwned'\"> <script>alert(1)</script>\n\n"
+    "<iframe src='https://example.org'></iframe><form><input name=p><button>Send</button></form>\n\n"
+    "<object data=x></object><embed src=x><svg onload=alert(1)></svg>\n\n"
+    "[markdown link](javascript:alert(1)) <javascript:alert(2)> [ref][1] ![data](data:text/html,hi)\n\n"
+    "<div style='position:fixed;top:0;left:0;width:100%;height:100%'>overlay</div>\n\n"
+    "![kept](attachment:ok.png) ![unsafe](attachment:evil.html) ![missing](attachment:missing.png)\n\n"
+    "[1]: data:text/html,<script>alert(3)</script>\n"
+)
+
+
+def hostile_markdown(ctx):
+    """Right answers; markdown cells (the written answer among them) and a raw cell that try to run."""
+    nb = perfect(ctx)
+    nb.cells[index_of(nb, "explain")].source = (
+        "written-text-kept " + WRITTEN_ANSWER + "\n\n<img src=x onerror=alert(1)><style>*{display:none}</style>"
+    )
+    markdown = nbformat.v4.new_markdown_cell(MARKDOWN_ATTACKS)
+    markdown.attachments = {"ok.png": {"image/png": PNG}, "evil.html": {"text/html": ATTACHMENT_HTML}}
+    raw = nbformat.v4.new_raw_cell("<script>document.title='pwned'</script>", metadata={"raw_mimetype": "text/html"})
+    nb.cells[index_of(nb, "setup") + 1 : index_of(nb, "setup") + 1] = [markdown, raw]
+    return nb
+
+
+HUGE_TOTAL = """import base64, os
+for i in range(30):  # 30 images of 1.9 MB: each under the per-output limit, 57 MB in all
+    display({"image/png": base64.b64encode(os.urandom(1_400_000)).decode(), "text/plain": f"image {i}"}, raw=True)
+"""
+# After the tests ran: the whole input history, hidden tests included, printed into an output.
+PRINTS_HIDDEN_TESTS = "print('\\n'.join(In))\n"
+
+
+def leaks_hidden_tests(ctx):
+    """Right answers; normalize prints its (hidden) inputs, and a last cell prints every cell run."""
+    answers = solution_answers(ctx.solution)
+    answers["normalize"] = answers["normalize"].replace("def normalize(v):\n", "def normalize(v):\n    print(v)\n")
+    nb = answered(ctx, answers, written=True)
+    nb.cells.append(nbformat.v4.new_code_cell(PRINTS_HIDDEN_TESTS))
+    return nb
+
+
+FEEDBACK_CASES = [
+    Case("hostile_html", lambda ctx: with_prefix(ctx, "normalize", HOSTILE_HTML), "graded", 6),
+    Case(
+        "hostile_types", lambda ctx: with_prefix(ctx, "normalize", HOSTILE_TYPES), "graded", 6, r"cleaned for display"
+    ),
+    Case("hostile_markdown", hostile_markdown, "graded", 6, r"cleaned for display: .*2 markdown cell"),
+    Case("huge_total", lambda ctx: with_prefix(ctx, "normalize", HUGE_TOTAL), "graded", 6, r"outputs cut"),
+    Case("leaks_hidden_tests", leaks_hidden_tests, "graded", 6),
+]
+CASES += FEEDBACK_CASES

@@ -138,7 +138,7 @@ def test_feedback_never_shows_hidden_tests(graded_course):
         assert leaked_lines(html, hidden_lines()) == []
         assert "hidden tests are not shown" in html
     wrong = (course / "feedback" / "wrong" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert "a test failed (details of hidden tests are not shown)" in wrong
+    assert "a hidden test failed (details of hidden tests are not shown)" in wrong
     # the leak check works: stock rendering of the autograded notebook shows the hidden tests
     stock, _ = HTMLExporter().from_filename(str(course / "autograded" / "wrong" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))
     assert leaked_lines(stock, hidden_lines())

@@ -105,9 +105,9 @@ def test_feedback_hides_hidden_tests_and_their_outputs():
             traceback=["...", "check.close(project([1.5, -0.5], ...))"],
         )
     ]
-    HideHiddenTests().preprocess_cell(test, {}, 0)
+    HideHiddenTests().rebuild_test_cell(test)  # no frame of the cell in the traceback: counts as hidden
     assert test.source == visible
-    assert test.outputs[0].traceback == ["AssertionError: a test failed (details of hidden tests are not shown)"]
+    assert test.outputs[0].traceback == ["AssertionError: a hidden test failed (details of hidden tests are not shown)"]
     assert leaked_lines("<pre>" + test.source + "</pre>", hidden) == []
     assert leaked_lines(
         "<span>check.between(project([1.5, </span><span>-0.5], [0.95, 0.05], 0.2), 0.0, 1.0, "
