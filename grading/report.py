@@ -225,6 +225,8 @@ def record_stock_failure(assignment: str, student: str, failure: str) -> None:
     not graded (nbgrader itself only logs it)."""
     coursedir = _stock_coursedir()
     if coursedir is not None:
+        with Gradebook(coursedir.db_url, coursedir.course_id) as gb:  # so that the export lists the student
+            gb.update_or_create_student(student)
         grade_submission(coursedir, assignment, student, succeeded=False, failure=failure)
 
 

@@ -20,6 +20,7 @@ import warnings
 
 import nbformat
 from nbformat.v4.nbbase import random_cell_id
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from .paths import find_coursedir, release_notebook_path
@@ -246,7 +247,22 @@ class RestoreStructure(NbGraderPreprocessor):
         nb, notes = restore_structure(nb, release)
         for note in notes:
             self.log.warning("%s%s", LOG_PREFIX, note)
+        self.use_graded_sources(nb, coursedir, info["assignment"], info["notebook"])
         return nb, resources
+
+    @staticmethod
+    def use_graded_sources(nb, coursedir, assignment: str, notebook: str) -> None:
+        """Give each restored locked cell the source the gradebook holds (the release's, with
+        its hidden tests), as nbgrader's ``OverwriteCells`` would: it then finds every checksum
+        as recorded, instead of warning about each test cell with hidden tests."""
+        with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
+            for cell in nb.cells:
+                grade_id = _grade_id(cell)
+                if grade_id and _is_locked(cell):
+                    try:
+                        cell.source = gb.find_source_cell(grade_id, notebook, assignment).source
+                    except MissingEntry:
+                        pass
 
 
 def guard_submission_copies() -> None:

@@ -58,9 +58,10 @@ def course_base() -> str:
     return "/var/tmp" if os.access("/var/tmp", os.W_OK) else tempfile.gettempdir()
 
 
-def make_course(extra_config: str = "") -> Path:
-    """A new course directory with the test assignment as its solutions (not released yet)."""
-    course = Path(tempfile.mkdtemp(prefix="grading-course-", dir=course_base()))
+def make_course(extra_config: str = "", base: str | None = None) -> Path:
+    """A new course directory (in ``base``, default :func:`course_base`) with the test
+    assignment as its solutions (not released yet)."""
+    course = Path(tempfile.mkdtemp(prefix="grading-course-", dir=base or course_base()))
     course.chmod(0o755)
     shutil.copytree(SOURCE.parent, course / "solutions" / ASSIGNMENT)
     (course / "nbgrader_config.py").write_text(
@@ -88,8 +89,8 @@ def nbgrader(course: Path, *args: str, env: dict | None = None) -> subprocess.Co
     return subprocess.run([NBGRADER, *args], cwd=course, text=True, capture_output=True, env=environ, timeout=600)
 
 
-def released_course(extra_config: str = "") -> Path:
-    course = make_course(extra_config)
+def released_course(extra_config: str = "", base: str | None = None) -> Path:
+    course = make_course(extra_config, base)
     result = grading(course, "release", ASSIGNMENT, "--duedate", DUEDATE)
     assert result.returncode == 0, result.stderr
     return course
@@ -137,9 +138,12 @@ class HostSecrets:
 
 
 @contextlib.contextmanager
-def host_secrets(course: Path):
-    home = Path(tempfile.mkdtemp(prefix="grading-home-", dir=course.parent))
-    (home / ".ssh").mkdir()
+def host_secrets(course: Path, home: Path | None = None):
+    """:class:`HostSecrets` for ``course``; the key goes into ``home`` (default: a new folder
+    next to the course, removed afterwards)."""
+    own_home = home is None
+    home = Path(tempfile.mkdtemp(prefix="grading-home-", dir=course.parent)) if own_home else home
+    (home / ".ssh").mkdir(exist_ok=True)
     (home / ".ssh" / "id_ed25519").write_text("HOST-SECRET-KEY\n")
     (course / "grades.csv").write_text("student_id,score\nperfect,GRADES-SECRET\n")
     socket_path = f"/tmp/grading-host-{os.getpid()}-{home.name}.sock"
@@ -165,7 +169,8 @@ def host_secrets(course: Path):
     finally:
         server.close()
         os.unlink(socket_path)
-        shutil.rmtree(home, ignore_errors=True)
+        if own_home:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def kernel_output(notebook: Path) -> str:
@@ -226,3 +231,27 @@ def graded_course():
     print(f"\ncatalog of {len(CASES)} submissions autograded in {seconds:.0f} s (preflight included)\n" + result.stdout)
     yield graded
     shutil.rmtree(course, ignore_errors=True)
+
+
+ORDINARY_USER = "grading-test-user"
+
+
+def ordinary_user_python(user: str = ORDINARY_USER) -> list[str]:
+    """A command prefix that runs the course's Python as the ordinary (unprivileged) ``user``,
+    created (``useradd --system``) if missing: ``["runuser", "-u", USER, "--", PYTHON]``. Skips
+    the test unless it runs as root, and when that Python cannot import nbgrader as ``user``.
+
+    Found on these machines: ``.venv/bin/python`` is a copy of pyenv's launcher whose RUNPATH,
+    ``/root/.pyenv/versions/3.11.7/lib``, an ordinary user cannot reach (``/root`` is 0700), so
+    the loader falls back to Debian's ``libpython3.11.so`` and the interpreter runs as Debian's
+    3.11.2 with ``/usr/lib/python3.11`` and the venv's site-packages: nbgrader and the course
+    import and work, one patch version away from the root run (``sys.version`` says which)."""
+    if os.geteuid() != 0:
+        pytest.skip("creating and becoming an ordinary user needs root")
+    if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", user], check=True)
+    command = ["runuser", "-u", user, "--", PYTHON]
+    probe = subprocess.run([*command, "-c", "import nbgrader, grading"], cwd=ROOT, capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"the course's Python does not run as {user}: {probe.stderr.strip()[-300:]}")
+    return command
