@@ -56,7 +56,7 @@ from nbclient import NotebookClient  # noqa: E402
 from helpers import attacks, plot  # noqa: E402
 from helpers.attacks import accuracy, predict  # noqa: E402
 from helpers.data import class_names, load_dataset  # noqa: E402
-from helpers.models import MnistCNN, build_model, load_pretrained  # noqa: E402
+from helpers.models import MODELS_DIR, MnistCNN, build_model, load_card, load_pretrained  # noqa: E402
 from helpers.nonrobust import make_d_det, make_d_rand, make_nonrobust_dataset, make_robust_dataset  # noqa: E402
 from helpers.saliency import foreground_share, mean_spearman, smoothgrad  # noqa: E402
 from helpers.train import ROBUST_RECIPE, TrainConfig, train  # noqa: E402
@@ -855,8 +855,7 @@ def render(m: dict, env: dict, sizes: Sizes, quick: bool, figures: dict[str, str
     gpu = (
         f"{env['gpu']}"
         if env["gpu"]
-        else "none: no GPU was available in this run, so the GPU figures (the CIFAR-10 recipe at full size, this "
-        "report on a GPU) are absent"
+        else "none: no GPU was available in this run; the GPU section below comes from `benchmarks/gpu_check.py`"
     )
     total = sum(clock.parts.values())
     command = "python benchmarks/report.py" + (" --quick" if quick else "")
@@ -902,12 +901,14 @@ def render(m: dict, env: dict, sizes: Sizes, quick: bool, figures: dict[str, str
         "",
         f"![SmoothGrad settings]({figures['smoothgrad']})",
         "",
+        *autoattack_lines(robust_cards()),
         SECTIONS[1],
         "",
         *performance_section(m, sizes),
         SECTIONS[2],
         "",
         *scale_section(m["scale"], figures["scale"]),
+        *gpu_section(read_gpu_figures()),
         SECTIONS[3],
         "",
         table(
@@ -1136,6 +1137,292 @@ def growth(exponent: float) -> str:
     if exponent > 1.15:
         return f"faster than linearly (b = {exponent:.2f})"
     return f"about linearly (b = {exponent:.2f})"
+
+
+# --- AutoAttack next to PGD: figures from the checkpoints' cards -------------------------------------------------
+
+ROBUST_CHECKPOINTS = ("mnist_linf_robust", "mnist_l2_robust", "cifar10_l2_robust")
+NORM_NAMES = {"linf": "L∞", "l2": "L2"}
+AUTOATTACK_HEADING = "## Robust checkpoints: PGD against AutoAttack"
+
+
+def robust_cards(directory: Path = MODELS_DIR) -> dict[str, dict]:
+    """The cards (``data/models/NAME.json``) of the robust checkpoints that are shipped."""
+    return {name: load_card(name, directory) for name in ROBUST_CHECKPOINTS if (directory / f"{name}.json").exists()}
+
+
+def autoattack_lines(cards: dict[str, dict]) -> list[str]:
+    """Each robust checkpoint at its training budget: the card's PGD figures next to its AutoAttack
+    (standard version) figure, read from the cards as ``python -m helpers.evaluation`` wrote them
+    (this report measures nothing here). A checkpoint without an AutoAttack entry at that budget
+    is listed as not measured. Differences are in percentage points of accuracy."""
+    out = [
+        AUTOATTACK_HEADING,
+        "",
+        "Each robust checkpoint at the budget it was trained for: the PGD figures on its card "
+        "(`python -m helpers.train`'s evaluation, one random start) next to AutoAttack, standard version "
+        "(the reference implementation, PyPI `pyautoattack`: APGD-CE, APGD-T, FAB-T, Square with 5,000 "
+        "queries), as `python -m helpers.evaluation` wrote it on the card; both read from the cards, not "
+        "measured by this report.",
+        "",
+    ]
+    rows, commands, notes = [], [], []
+    for name, card in cards.items():
+        norm, eps = card["training"]["norm"], card["training"]["eps"]
+        at_budget = [r for r in card["robust_accuracy"] if (r["norm"], r["eps"]) == (norm, eps)]
+        pgd = [r for r in at_budget if r["attack"] == "pgd"]
+        auto = [r for r in at_budget if r["attack"] == "autoattack"]
+        pgd_text = "; ".join(
+            f"{percent(r['accuracy'], card['test_images'])} (PGD-{r['steps']}, α = {r['alpha']:g})" for r in pgd
+        )
+        if not auto:
+            budget = f"{NORM_NAMES[norm]} ε = {eps:g}"
+            rows.append((f"`{name}`", budget, pgd_text or "—", "not measured", "—", "—", "—"))
+            continue
+        entry = auto[-1]
+        worst_pgd = min((r["accuracy"] for r in pgd), default=None)
+        rows.append(
+            (
+                f"`{name}`",
+                f"{NORM_NAMES[norm]} ε = {eps:g}",
+                f"{pgd_text} on {card['test_images']:,} test images",
+                f"**{percent(entry['accuracy'], entry['images'])}** on the first {entry['images']} "
+                f"(clean {percent(entry['clean_accuracy'])})",
+                "—" if worst_pgd is None else f"{100 * (entry['accuracy'] - worst_pgd):+.1f}",
+                " / ".join(percent(value) for value in entry["after"].values()),
+                f"{entry['cpu_seconds']:.0f} s of CPU ({entry['seconds']:.0f} s wall, {entry['threads']} "
+                f"thread{'s' * (entry['threads'] > 1)}, {entry['device']})",
+            )
+        )
+        commands.append(f"`{entry['command']}`")
+        notes += [f"`{name}`: {note}" for note in card.get("notes", [])]
+    out += [
+        table(
+            (
+                "model",
+                "budget",
+                "PGD (card)",
+                "AutoAttack (card)",
+                "AutoAttack − PGD (points)",
+                "after APGD-CE / APGD-T / FAB-T / Square",
+                "AutoAttack's time",
+            ),
+            rows,
+        ),
+        "",
+    ]
+    if commands:
+        out += ["Measured by " + ", ".join(commands) + ".", ""]
+    out += [f"- {note}" for note in notes] + ([""] if notes else [])
+    out += [
+        "The robust model that notebook 05 trains in the student's kernel (`quick_robust`, L∞ ε = 0.2 on MNIST, "
+        "PGD-2 for 2 epochs) is not measured with AutoAttack: it is not saved as a checkpoint, each student's "
+        "`adversarial_training_step` makes a different one, and the notebook evaluates it with PGD only.",
+        "",
+    ]
+    return out
+
+
+# --- the GPU section: figures from benchmarks/gpu_check.py -------------------------------------------------------
+
+GPU_HEADING = "## GPU: the course on CUDA"
+GPU_FIGURES = ROOT / "benchmarks" / "report_figures" / "gpu.json"
+GPU_PARTS = ("setup", "tests", "notebooks", "training", "pgd")
+
+
+def read_gpu_figures(path: Path = GPU_FIGURES) -> dict | None:
+    """``benchmarks/gpu_check.py``'s figures, None where it has not written any."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def gpu_section(gpu: dict | None) -> list[str]:
+    """The GPU section from ``benchmarks/gpu_check.py``'s figures (``gpu.json``): "not measured on a
+    GPU yet" without them, and a dry run's figures labelled as such, never as GPU figures. Error
+    texts and failing tests' names stay in the figures file (the text counts them)."""
+    out = [GPU_HEADING, ""]
+    if gpu is None:
+        return out + [
+            "**Not measured on a GPU yet**: no GPU has been at hand. `python3 benchmarks/gpu_check.py` measures "
+            'this section on one in at most 9 minutes (README, "On a GPU") and writes '
+            "`benchmarks/report_figures/gpu.json`, from which it is made.",
+            "",
+        ]
+    device, parts = gpu["device"], gpu["parts"]
+    named = (
+        f"{device['name']}"
+        + (f" ({device['memory_gib']:g} GiB)" if device["memory_gib"] else "")
+        + f", torch {device['torch']}"
+        + (f" (CUDA {device['cuda_version']})" if device["cuda"] else "")
+        + f", Python {device['python']}, "
+        f"{device['cpu_cores']} CPU cores"
+        if device
+        else "a device the check could not name (its setup failed)"
+    )
+    mark = " (dry run on the CPU, not GPU figures)" if gpu["dry_run"] else ""
+    if gpu["dry_run"]:
+        out += [
+            "**Dry run on the CPU at tiny sizes: these are not GPU figures**, and this section is not measured on "
+            f"a GPU yet. They come from `{gpu['check']}` on {named}, {gpu['date']}, which exercises every "
+            "part of the check.",
+            "",
+        ]
+    else:
+        out += [
+            f"Measured by `{gpu['check']}` on **{named}**, {gpu['date']}"
+            + (f" (commit {gpu['commit']})" if gpu["commit"] else "")
+            + f": {gpu['seconds']:.0f} s of its {gpu['budget_seconds']:.0f}-s budget. Each part runs until "
+            "its share of the budget runs out; a part marked cut was stopped there.",
+            "",
+        ]
+    out += [
+        table(
+            ("part", "status", "seconds", "share (s)"),
+            [
+                (name, parts[name]["status"], f"{parts[name]['seconds']:.0f}", f"{parts[name]['share']:g}")
+                if name in parts
+                else (name, "not run", "—", "—")
+                for name in GPU_PARTS
+            ],
+        ),
+        "",
+    ]
+    if "tests" in parts:
+        out += gpu_tests_lines(parts["tests"], device, mark)
+    if "notebooks" in parts:
+        out += gpu_notebook_lines(parts["notebooks"], mark)
+    if "training" in parts:
+        out += gpu_training_lines(parts["training"], mark)
+    if "pgd" in parts:
+        out += gpu_pgd_lines(parts["pgd"], mark)
+    return out
+
+
+def gpu_tests_lines(tests: dict, device: dict | None, mark: str) -> list[str]:
+    runs = tests["runs"]
+    failing = sum(len(run.get("failing", [])) for run in runs)
+    return [
+        f"### Tests{mark}",
+        "",
+        f"`PRACTICUM_DEVICE={device['type'] if device else 'cuda'}`: the CUDA tests (`-k cuda`), then the suite's "
+        'fast part (`-m "not slow"`) over the test modules that exercise `helpers` ('
+        + ", ".join(f"`{Path(name).stem}`" for name in tests["device_test_files"])
+        + (
+            "; the dry run's fast part runs only `" + "`, `".join(sorted(tests_named(runs[-1]))) + "`"
+            if mark and runs
+            else ""
+        )
+        + ").",
+        "",
+        table(
+            ("run", "status", "passed", "failed", "errors", "skipped", "seconds"),
+            [
+                (
+                    run["name"],
+                    run["status"],
+                    *(str(run.get(key, "—")) for key in ("passed", "failed", "errors", "skipped")),
+                    f"{run['seconds']:.0f}",
+                )
+                for run in runs
+            ],
+        ),
+        "",
+        *([f"{failing} failing tests, named in `gpu.json`.", ""] if failing else []),
+    ]
+
+
+def tests_named(run: dict) -> list[str]:
+    """The test modules a run's command names."""
+    return [word for word in run["command"].split() if word.startswith("tests/")]
+
+
+def gpu_notebook_lines(notebooks: dict, mark: str) -> list[str]:
+    settings = ", ".join(f"`{key}={value}`" for key, value in notebooks["environment"].items())
+    rows = []
+    for record in notebooks["notebooks"]:
+        stderr, errors = len(record.get("stderr", [])), len(record.get("errors", []))
+        shown = "none" if not stderr + errors else f"{stderr} stderr, {errors} errors (in `gpu.json`)"
+        seconds = f"{record['seconds']:.1f}" if record["seconds"] is not None else "—"
+        rows.append((f"`{record['notebook']}`", record["status"], seconds, shown))
+    timed = [record["seconds"] for record in notebooks["notebooks"] if record["seconds"] is not None]
+    return [
+        f"### Notebooks at their GPU defaults{mark}",
+        "",
+        f"Each solution executed from a fresh kernel (start-up included) with nbclient, {settings}, every other "
+        "parameter at its default for the device.",
+        "",
+        table(("notebook", "status", "seconds", "error output"), rows + [("all", "", f"{sum(timed):.1f}", "")]),
+        "",
+    ]
+
+
+def gpu_training_lines(training: dict, mark: str) -> list[str]:
+    out = [f"### CIFAR-10 fast recipe on the shared subset{mark}", ""]
+    if training["status"] != "ok":
+        return out + [f"`{training['command']}`: **{training['status']}** (its output is in `gpu.json`).", ""]
+    epochs = training["epoch_seconds"]
+    later = f"; later epochs {float(np.median(epochs[1:])):.1f} s each" if len(epochs) > 1 else ""
+    attack = training["pgd20"]
+    share = training["train_images"] / training["full_train_images"]
+    return out + [
+        f"`{training['command']}` on {training['subset']} ({training['train_images']:,} training and "
+        f"{training['test_images']:,} test images), {training['epochs']} epoch{'s' * (training['epochs'] > 1)} in "
+        f"batches of {training['batch_size']}, on {training['device']}: trained in "
+        f"**{training['training_seconds']:.1f} s** "
+        f"(first epoch {epochs[0]:.1f} s{later}; the whole command, data loading and evaluation included, "
+        f"{training['command_seconds']:.0f} s); clean accuracy {percent(training['clean_accuracy'])}, "
+        f"PGD-{attack['steps']} at ε = {255 * attack['eps']:.0f}/255 "
+        f"**{percent(training['pgd20_accuracy'], training['test_images'])}**.",
+        "",
+        f"**Projection, not a measurement:** at this speed, full CIFAR-10 ({training['full_train_images']:,} "
+        f"training images, the same epochs and batches) would train in about "
+        f"**{training['projected_full_seconds']:.0f} s ({training['projected_full_seconds'] / 60:.1f} min)**, if "
+        "the time grows linearly with the images per epoch. The recipe's goal (≥ 45% PGD-20 accuracy at 8/255 "
+        f"within 5 minutes on one H100) is for full CIFAR-10; {100 * share:.2g}% of its training images give "
+        "the accuracy above, which is not that figure: full CIFAR-10's accuracy stays unmeasured.",
+        "",
+    ]
+
+
+def gpu_pgd_lines(pgd: dict, mark: str) -> list[str]:
+    out = [f"### PGD against torchattacks{mark}", ""]
+    if not pgd["runs"]:
+        return out + [f"**{pgd['status']}** before its first measurement (its output is in `gpu.json`).", ""]
+    rows = [
+        (
+            str(run["batch"]),
+            str(run["steps"]),
+            norm,
+            f"{run[norm]['ours']:.4f}",
+            f"{run[norm]['torchattacks']:.4f}",
+            f"{run[norm]['ratio']:.2f}×",
+            f"{run[norm]['images_per_second']['ours']:,.0f}",
+            f"{run[norm]['images_per_second']['torchattacks']:,.0f}",
+        )
+        for run in pgd["runs"]
+        for norm in ("linf", "l2")
+    ]
+    return out + [
+        f"`benchmarks/bench_engine.py`'s PGD benchmark on {pgd['runs'][0]['device']}: `mnist_standard` on test "
+        "digits, ours and `torchattacks` with the same batch and settings (L∞ ε = 0.3, α = 0.01; L2 ε = 2, "
+        f"α = 0.1; random start), median of {pgd['runs'][0]['repeats']} interleaved runs after a warm-up"
+        + (f"; **{pgd['status']}** after {len(pgd['runs'])} of its batches" if pgd["status"] != "ok" else "")
+        + ".",
+        "",
+        table(
+            (
+                "batch",
+                "steps",
+                "norm",
+                "ours (s)",
+                "torchattacks (s)",
+                "ours / torchattacks",
+                "ours (images/s)",
+                "torchattacks (images/s)",
+            ),
+            rows,
+        ),
+        "",
+    ]
 
 
 def run(sizes: Sizes, quick: bool, report: Path, figures_dir: Path) -> None:
