@@ -613,6 +613,62 @@ ALTERNATIVES = (
         ),
     ),
     alternative(
+        "saliency-one-hot",
+        NB1,
+        "input_gradient",
+        "the target logits picked by a one-hot mask",
+        (
+            WHOLE,
+            "x = x.detach().clone().requires_grad_(True)\n"
+            "with eval_mode(model), torch.enable_grad():\n"
+            "    logits = model(x)\n"
+            "    score = (logits * F.one_hot(target, logits.shape[1]).to(logits.dtype)).sum()\n"
+            "return torch.autograd.grad(score, x)[0]",
+        ),
+    ),
+    alternative(
+        "spearman-rank-differences",
+        NB1,
+        "rank_correlation",
+        "Spearman's formula 1 - 6 sum d^2 / (n (n^2 - 1)) on the rank differences",
+        (
+            WHOLE,
+            "ra = a.detach().flatten(1).argsort(dim=1).argsort(dim=1).double()\n"
+            "rb = b.detach().flatten(1).argsort(dim=1).argsort(dim=1).double()\n"
+            "n = ra.shape[1]\n"
+            "return 1 - 6 * ((ra - rb) ** 2).sum(dim=1) / (n * (n**2 - 1))",
+        ),
+    ),
+    alternative(
+        "randomize-named-modules",
+        NB1,
+        "randomized_copy",
+        "resets the copy's modules found by a walk over named_modules()",
+        (
+            WHOLE,
+            "randomized = copy.deepcopy(model)\n"
+            "wanted = set(layers)\n"
+            "for name, module in randomized.named_modules():\n"
+            "    if name in wanted:\n"
+            "        module.reset_parameters()\n"
+            "return randomized",
+        ),
+    ),
+    alternative(
+        "randomize-module-dict",
+        NB1,
+        "randomized_copy",
+        "looks the layers up in a dict of the copy's modules",
+        (
+            WHOLE,
+            "randomized = copy.deepcopy(model)\n"
+            "modules = dict(randomized.named_modules())\n"
+            "for name in layers:\n"
+            "    modules[name].reset_parameters()\n"
+            "return randomized",
+        ),
+    ),
+    alternative(
         "noise-randn-like",
         NB2,
         "noisy_copies",
@@ -638,6 +694,70 @@ ALTERNATIVES = (
             "        model(noisy).gather(1, target.view(-1, 1)).sum().backward()\n"
             "        total += noisy.grad\n"
             "return total / n",
+        ),
+    ),
+    alternative(
+        "noise-stacked-copies",
+        NB2,
+        "noisy_copies",
+        "n copies drawn one by one with randn_like and stacked",
+        (
+            WHOLE,
+            "low, high = value_range\n"
+            "return torch.stack([x + noise_level * (high - low) * torch.randn_like(x) for _ in range(n)])",
+        ),
+    ),
+    alternative(
+        "smoothgrad-image-major",
+        NB2,
+        "smoothgrad",
+        "copies laid out image by image (repeat_interleave targets), mean over the copies' axis",
+        (
+            WHOLE,
+            "copies = noisy_copies(x, noise_level, n).transpose(0, 1).reshape(-1, *x.shape[1:])\n"
+            "copies = copies.detach().requires_grad_(True)\n"
+            "with eval_mode(model), torch.enable_grad():\n"
+            "    logits = model(copies)\n"
+            "    score = logits[torch.arange(len(copies)), target.repeat_interleave(n)].sum()\n"
+            "    (grads,) = torch.autograd.grad(score, copies)\n"
+            "return grads.view(x.shape[0], n, *x.shape[1:]).mean(dim=1)",
+        ),
+    ),
+    alternative(
+        "deletion-argsort-mask",
+        NB2,
+        "deletion_drop",
+        "a mask from argsort's first k positions, torch.where, logits picked by index",
+        (
+            WHOLE,
+            "n, _, h, w = x.shape\n"
+            "order = saliency_map.detach().abs().sum(dim=1).view(n, h * w).argsort(dim=1, descending=True)\n"
+            "k = round(fraction * h * w)\n"
+            "deleted = torch.zeros(n, h * w, dtype=torch.bool, device=x.device)\n"
+            "deleted.scatter_(1, order[:, :k], True)\n"
+            "x_deleted = torch.where(deleted.view(n, 1, h, w), torch.zeros_like(x), x)\n"
+            "rows = torch.arange(n, device=x.device)\n"
+            "with eval_mode(model), torch.no_grad():\n"
+            "    return model(x)[rows, target] - model(x_deleted)[rows, target]",
+        ),
+    ),
+    alternative(
+        "deletion-per-image",
+        NB2,
+        "deletion_drop",
+        "one image at a time: its top-k pixels zeroed through a flat view of a copy",
+        (
+            WHOLE,
+            "k = round(fraction * x.shape[2] * x.shape[3])\n"
+            "drops = []\n"
+            "with eval_mode(model), torch.no_grad():\n"
+            "    for image, saliency_i, t in zip(x, saliency_map, target):\n"
+            "        top = saliency_i.abs().sum(dim=0).flatten().topk(k).indices\n"
+            "        deleted = image.clone()\n"
+            "        deleted.view(image.shape[0], -1)[:, top] = 0.0\n"
+            "        pair = model(torch.stack([image, deleted]))[:, t]\n"
+            "        drops.append(pair[0] - pair[1])\n"
+            "return torch.stack(drops)",
         ),
     ),
     alternative(

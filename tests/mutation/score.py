@@ -119,6 +119,12 @@ def apply(entry: Entry, nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def entry_source(entry: Entry) -> str:
+    """The source of ``entry``'s answer cell with its edits made."""
+    nb = apply(entry, nbformat.read(solution_path(entry.notebook), as_version=4))
+    return next(cell.source for cell in nb.cells if grade_id(cell) == entry.cell and cell.cell_type == "code")
+
+
 def through(nb: nbformat.NotebookNode, last_test: str | None = None) -> nbformat.NotebookNode:
     """``nb`` up to its test cell ``last_test`` (default: its last test cell), later cells dropped."""
     tests = [
@@ -143,33 +149,54 @@ def set_kernel_environment() -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
-def grade(entry: Entry, last_test: str | None = None) -> Outcome:
-    """Apply ``entry`` to its solution and grade the result with nbgrader's validator, executing
-    the notebook through its test cell ``last_test`` (default: through its last test cell)."""
+def with_cell(notebook: str, cell_id: str, source: str) -> nbformat.NotebookNode:
+    """The solution of ``notebook`` with answer cell ``cell_id``'s source replaced by ``source``."""
+    nb = nbformat.read(solution_path(notebook), as_version=4)
+    cells = [cell for cell in nb.cells if grade_id(cell) == cell_id and cell.cell_type == "code"]
+    if len(cells) != 1 or not cells[0].metadata.nbgrader.get("solution"):
+        raise StaleEntry(f"{notebook} has no answer cell {cell_id!r}")
+    cells[0].source = source
+    return nb
+
+
+def validate(
+    nb: nbformat.NotebookNode, notebook: str, last_test: str | None = None
+) -> tuple[dict[str, str], str | None]:
+    """Grade ``nb`` (a notebook of ``notebook``), executed through its test cell ``last_test``
+    (default: its last test cell), with nbgrader's validator: ({test cell that lost points: the
+    last line of its error}, None), or ({}, why grading itself broke)."""
     from grading.workflow import Course  # imported here: nbgrader is slow to import
 
-    started = time.perf_counter()
-    nb = through(apply(entry, nbformat.read(solution_path(entry.notebook), as_version=4)), last_test)
+    nb = through(nb, last_test)
     tests = {cell.source.strip(): grade_id(cell) for cell in nb.cells if is_test_cell(cell)}
     with tempfile.TemporaryDirectory(prefix="mutation-") as work:
-        path = Path(work) / f"{entry.notebook}.ipynb"
+        path = Path(work) / f"{notebook}.ipynb"
         nbformat.write(nb, path)
         validator = Course(str(ROOT)).validator()
         validator.ignore_checksums = True
         try:
             results = validator.validate(str(path))
         except Exception as error:  # noqa: BLE001 (a kernel that died or hung: no verdict)
-            return Outcome(entry, time.perf_counter() - started, error=f"{type(error).__name__}: {error}"[:300])
-    seconds = time.perf_counter() - started
+            return {}, f"{type(error).__name__}: {error}"[:300]
     unexpected = sorted(set(results) - {"failed"})
     if unexpected:
-        return Outcome(entry, seconds, error=f"the validator reports {unexpected}")
+        return {}, f"the validator reports {unexpected}"
     failed = {
         tests[item["source"]]: last_line(item.get("raw_error", ""))
         for item in results.get("failed", [])
         if item["source"] in tests
     }
-    return Outcome(entry, seconds, failed=failed)
+    return failed, None
+
+
+def grade(entry: Entry, last_test: str | None = None) -> Outcome:
+    """Apply ``entry`` to its solution and grade the result with nbgrader's validator, executing
+    the notebook through its test cell ``last_test`` (default: through its last test cell)."""
+    started = time.perf_counter()
+    failed, error = validate(
+        apply(entry, nbformat.read(solution_path(entry.notebook), as_version=4)), entry.notebook, last_test
+    )
+    return Outcome(entry, time.perf_counter() - started, failed=failed, error=error)
 
 
 def last_line(error: str) -> str:
