@@ -335,8 +335,9 @@ def copy_tree_safely(
     0755): only plain regular files and folders (see :func:`describe`), never following a link at
     any depth, files 0644 and folders 0755 (no mode bits, owner or times kept), files that
     ``allowed`` accepts (a test of the ``/``-separated relative path, or glob patterns, see
-    :func:`allow_patterns`; None: every file), within ``limits``. Returns the relative paths
-    copied and the :class:`Refusal` of everything else (a refused folder is not entered)."""
+    :func:`allow_patterns`; None: every file), within ``limits``; a folder is made only when a
+    file is copied into it. Returns the relative paths copied and the :class:`Refusal` of
+    everything else (a refused folder is not entered)."""
     if allowed is None:
         accept = lambda relative: True  # noqa: E731
     elif callable(allowed):
@@ -358,7 +359,7 @@ def copy_tree_safely(
             if problem:
                 refused.append(Refusal(relative, problem))
             elif opener is None:
-                writer.mkdir(relative)
+                continue  # a folder: made when a file is copied into it
             elif not accept(relative):
                 refused.append(Refusal(relative, "not an allowed file"))
             else:
