@@ -852,6 +852,241 @@ ALTERNATIVES = (
             "return indices, activation[indices]",
         ),
     ),
+    alternative(
+        "fgsm-backward-mean",
+        NB3,
+        "fgsm",
+        "the mean loss's .backward() (the sign ignores the factor 1/N)",
+        (
+            WHOLE,
+            "x_adv = x.detach().clone().requires_grad_(True)\n"
+            "with eval_mode(model), torch.enable_grad():\n"
+            "    F.cross_entropy(model(x_adv), y).backward()\n"
+            "return (x + eps * x_adv.grad.sign()).detach().clamp(0, 1)",
+        ),
+    ),
+    alternative(
+        "fgsm-where-step",
+        NB3,
+        "fgsm",
+        "the step +-eps (0 where the gradient is 0) through torch.where, then torch.clamp",
+        (
+            WHOLE,
+            "x0 = x.detach()\n"
+            "with eval_mode(model), torch.enable_grad():\n"
+            "    x_adv = x0.clone().requires_grad_(True)\n"
+            '    grad = torch.autograd.grad(F.cross_entropy(model(x_adv), y, reduction="sum"), x_adv)[0]\n'
+            "step = torch.where(grad > 0, eps, torch.where(grad < 0, -eps, 0.0))\n"
+            "return torch.clamp(x0 + step, min=0.0, max=1.0)",
+        ),
+    ),
+    alternative(
+        "step-vector-norm-where",
+        NB3,
+        "step_direction",
+        "torch.sign; L2 through linalg.vector_norm, zero where the norm is zero",
+        (
+            WHOLE,
+            'if norm == "linf":\n'
+            "    return torch.sign(grad)\n"
+            'if norm == "l2":\n'
+            "    flat = grad.reshape(grad.shape[0], -1)\n"
+            "    norms = torch.linalg.vector_norm(flat, dim=1, keepdim=True)\n"
+            "    unit = torch.where(norms > 0, flat / norms.clamp_min(1e-30), torch.zeros_like(flat))\n"
+            "    return unit.reshape_as(grad)\n"
+            'raise ValueError(f"unknown norm {norm!r}")',
+        ),
+    ),
+    alternative(
+        "project-where-outside",
+        NB3,
+        "project",
+        "L2: rescaled only where the norm exceeds eps (torch.where); L-inf: torch.clamp",
+        (
+            WHOLE,
+            'if norm == "linf":\n'
+            "    return torch.clamp(delta, min=-eps, max=eps)\n"
+            'if norm == "l2":\n'
+            "    norms = torch.linalg.vector_norm(delta.flatten(1), dim=1).view(-1, *([1] * (delta.dim() - 1)))\n"
+            "    return torch.where(norms > eps, delta * eps / norms.clamp_min(1e-12), delta)\n"
+            'raise ValueError(f"unknown norm {norm!r}")',
+        ),
+    ),
+    alternative(
+        "pgd-negated-loss",
+        NB3,
+        "pgd",
+        "targeted by negating the loss; eval mode entered for each step",
+        (
+            WHOLE,
+            "x0 = x.detach()\n"
+            "x_adv = x0.clone()\n"
+            "for _ in range(steps):\n"
+            "    with eval_mode(model), torch.enable_grad():\n"
+            "        x_adv = x_adv.detach().requires_grad_(True)\n"
+            '        loss = F.cross_entropy(model(x_adv), y, reduction="sum")\n'
+            "        grad = torch.autograd.grad(-loss if targeted else loss, x_adv)[0]\n"
+            "    moved = x_adv.detach() + alpha * step_direction(grad, norm)\n"
+            "    x_adv = torch.clamp(x0 + project(moved - x0, eps, norm), 0.0, 1.0)\n"
+            "return x_adv",
+        ),
+    ),
+    alternative(
+        "margin-loop-over-images",
+        NB5,
+        "linear_worst_margin",
+        "a Python loop over images and classes with linalg.vector_norm",
+        (
+            WHOLE,
+            "z = x.flatten(1)\n"
+            "logits = z @ weight.T + bias\n"
+            'order = 1 if norm == "linf" else 2\n'
+            "results = []\n"
+            "for i in range(len(y)):\n"
+            "    own = int(y[i])\n"
+            "    values = [\n"
+            "        logits[i, own] - logits[i, k]\n"
+            "        - eps * torch.linalg.vector_norm(weight[own] - weight[k], ord=order)\n"
+            "        for k in range(weight.shape[0])\n"
+            "        if k != own\n"
+            "    ]\n"
+            "    results.append(torch.stack(values).min())\n"
+            "return torch.stack(results)",
+        ),
+    ),
+    alternative(
+        "advtrain-explicit-random-start",
+        NB5,
+        "adversarial_training_step",
+        "random_start=True spelled out, zero_grad before the forward pass, float(loss)",
+        (
+            WHOLE,
+            "x_adv = attacks.pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=True)\n"
+            "model.train()\n"
+            "optimizer.zero_grad()\n"
+            'loss = F.cross_entropy(model(x_adv), y, reduction="mean")\n'
+            "loss.backward()\n"
+            "optimizer.step()\n"
+            "return float(loss.detach())",
+        ),
+    ),
+    alternative(
+        "advtrain-grad-none",
+        NB5,
+        "adversarial_training_step",
+        "gradients cleared by setting p.grad = None, the attack's result detached",
+        (
+            WHOLE,
+            "x_adv = attacks.pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm).detach()\n"
+            "model.train(True)\n"
+            "for parameter in model.parameters():\n"
+            "    parameter.grad = None\n"
+            "loss = F.cross_entropy(model(x_adv), y)\n"
+            "loss.backward()\n"
+            "optimizer.step()\n"
+            "return loss.item()",
+        ),
+    ),
+    alternative(
+        "alignment-where",
+        NB5,
+        "alignment_score",
+        "foreground from max over channels, the mass kept through torch.where",
+        (
+            WHOLE,
+            "mass = saliency_map.abs().sum(dim=1)\n"
+            "foreground = x.max(dim=1).values > threshold\n"
+            "inside = torch.where(foreground, mass, torch.zeros_like(mass)).flatten(1).sum(dim=1)\n"
+            "return (inside / mass.flatten(1).sum(dim=1)).detach()",
+        ),
+    ),
+    alternative(
+        "alignment-any-channel-loop",
+        NB5,
+        "alignment_score",
+        "foreground as any channel above the threshold, one image at a time with a boolean mask",
+        (
+            WHOLE,
+            "mass = saliency_map.detach().abs().sum(1)\n"
+            "foreground = (x > threshold).any(dim=1)\n"
+            "return torch.stack([mass[i][foreground[i]].sum() / mass[i].sum() for i in range(len(mass))])",
+        ),
+    ),
+    alternative(
+        "neuron-advanced-index",
+        NB6,
+        "neuron_activation",
+        "advanced indexing with arange, an int broadcast by as_tensor and expand",
+        (
+            WHOLE,
+            "rep = model.representation(x)\n"
+            "index = torch.as_tensor(neuron, device=rep.device)\n"
+            "if index.dim() == 0:\n"
+            "    index = index.expand(rep.shape[0])\n"
+            "return rep[torch.arange(rep.shape[0], device=rep.device), index]",
+        ),
+    ),
+    alternative(
+        "neuron-one-hot",
+        NB6,
+        "neuron_activation",
+        "a one-hot mask of the neurons, summed over the representation",
+        (
+            WHOLE,
+            "rep = model.representation(x)\n"
+            "if isinstance(neuron, int):\n"
+            "    neuron = torch.full((rep.shape[0],), neuron, dtype=torch.long)\n"
+            "mask = torch.nn.functional.one_hot(neuron.to(rep.device), rep.shape[1]).to(rep.dtype)\n"
+            "return (rep * mask).sum(dim=1)",
+        ),
+    ),
+    alternative(
+        "visualize-lambda-index",
+        NB6,
+        "visualize_neuron",
+        "indices built with as_tensor and expand; neuron_activation passed through a lambda",
+        (
+            WHOLE,
+            "index = torch.as_tensor(neuron, device=start.device).expand(start.shape[0])\n"
+            "return attacks.pgd(\n"
+            '    model, start, index, eps=eps, alpha=alpha, steps=steps, norm="l2", random_start=False,\n'
+            "    loss_fn=lambda m, images, targets: neuron_activation(m, images, targets),\n"
+            ")",
+        ),
+    ),
+    alternative(
+        "visualize-own-loop",
+        NB6,
+        "visualize_neuron",
+        "its own L2 ascent loop: unit-norm steps, projection onto the eps-ball, clamp",
+        (
+            WHOLE,
+            "start = start.detach()\n"
+            "x_vis = start.clone()\n"
+            "with eval_mode(model), torch.enable_grad():\n"
+            "    for _ in range(steps):\n"
+            "        x_vis.requires_grad_(True)\n"
+            "        (grad,) = torch.autograd.grad(neuron_activation(model, x_vis, neuron).sum(), x_vis)\n"
+            "        norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)\n"
+            "        delta = x_vis.detach() + alpha * grad / norms - start\n"
+            "        scale = (eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0).view(-1, 1, 1, 1)\n"
+            "        x_vis = (start + delta * scale).clamp(0, 1)\n"
+            "return x_vis",
+        ),
+    ),
+    alternative(
+        "top-sort-values",
+        NB6,
+        "top_activating",
+        "torch.sort descending under torch.no_grad(), the first k",
+        (
+            WHOLE,
+            "with torch.no_grad():\n"
+            "    activation = features.representation(model, x)[:, neuron]\n"
+            "order = torch.sort(activation, descending=True)\n"
+            "return order.indices[:k], order.values[:k]",
+        ),
+    ),
 )
 
 ENTRIES = MUTANTS + ALTERNATIVES

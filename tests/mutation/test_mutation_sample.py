@@ -85,8 +85,9 @@ def test_results_list_every_entry_and_meet_the_goals():
 
 def test_generated_record_is_current_and_table_states_it():
     """Each graded notebook's record holds exactly the mutants the generator makes now (ids are
-    stable under edits elsewhere in the notebook), every reviewed equivalent mutant still exists,
-    and GENERATED.md shows the record's figures."""
+    stable under edits elsewhere in the notebook), every reviewed equivalent mutant still exists and
+    survives (a test that kills one checks more than the exercise asks, or the review is wrong), and
+    GENERATED.md shows the record's figures."""
     record, table = load(), TABLE.read_text()
     every = {mutant.id for notebook in notebooks() for mutant in notebook_mutants(notebook)}
     assert set(EQUIVALENT) <= every, f"equivalent.py lists mutants no longer generated: {set(EQUIVALENT) - every}"
@@ -94,6 +95,9 @@ def test_generated_record_is_current_and_table_states_it():
         mutants = notebook_mutants(notebook)
         stale = {m.id for m in mutants} ^ set(graded["mutants"])
         assert not stale, f"{notebook}: the record is stale ({len(stale)} ids): run -m tests.mutation --notebooks"
+        verdicts = graded["mutants"]
+        killed = sorted(id_ for id_ in EQUIVALENT if id_ in verdicts and verdicts[id_]["status"] != "survived")
+        assert not killed, f"{notebook}: mutants reviewed as equivalent that a test kills: {killed}"
         total, _ = tallies(notebook, mutants, graded["mutants"])
         assert total.row(notebook) in table, f"GENERATED.md is stale for {notebook}"
     assert len(re.findall(r"^## \d\d_", table, re.MULTILINE)) == len(record["notebooks"])
