@@ -1186,8 +1186,9 @@ def autoattack_lines(cards: dict[str, dict]) -> list[str]:
                 f"`{name}`",
                 f"{NORM_NAMES[norm]} ε = {eps:g}",
                 f"{pgd_text} on {card['test_images']:,} test images",
-                f"**{percent(entry['accuracy'], entry['images'])}** on the first {entry['images']} "
-                f"(clean {percent(entry['clean_accuracy'])})",
+                f"**{percent(entry['accuracy'], entry['images'])}** on "
+                + entry.get("selection", f"{entry['images']} test images")
+                + f" (clean {percent(entry['clean_accuracy'])})",
                 "—" if worst_pgd is None else f"{100 * (entry['accuracy'] - worst_pgd):+.1f}",
                 " / ".join(percent(value) for value in entry["after"].values()),
                 f"{entry['cpu_seconds']:.0f} s of CPU ({entry['seconds']:.0f} s wall, {entry['threads']} "
