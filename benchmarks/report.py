@@ -1169,9 +1169,8 @@ def autoattack_lines(cards: dict[str, dict]) -> list[str]:
     rows, commands, notes = [], [], []
     for name, card in cards.items():
         norm, eps = card["training"]["norm"], card["training"]["eps"]
-        at_budget = [r for r in card["robust_accuracy"] if (r["norm"], r["eps"]) == (norm, eps)]
-        pgd = [r for r in at_budget if r["attack"] == "pgd"]
-        auto = [r for r in at_budget if r["attack"] == "autoattack"]
+        pgd = [r for r in card["robust_accuracy"] if (r["attack"], r["norm"], r["eps"]) == ("pgd", norm, eps)]
+        auto = [r for r in card.get("autoattack", []) if (r["norm"], r["eps"]) == (norm, eps)]
         pgd_text = "; ".join(
             f"{percent(r['accuracy'], card['test_images'])} (PGD-{r['steps']}, α = {r['alpha']:g})" for r in pgd
         )

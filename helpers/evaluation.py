@@ -13,7 +13,8 @@ a large gap between the two flags an evaluation problem.
 :func:`autoattack_accuracy` runs the attacks one at a time on the survivors, which is what
 the reference does in one call, so it also reports the accuracy after each attack
 (``tests/test_evaluation.py`` checks that both give the same result). The command line adds
-the result to a checkpoint's card (``data/models/NAME.json``), next to its PGD figures.
+the result to a checkpoint's card (``data/models/NAME.json``, its list ``autoattack``), next to
+its PGD figures (``robust_accuracy``).
 
 CPU time grows with the number of *robust* images (only they are attacked by all four
 attacks; a standard model costs little, its images fall to the first attack). Measured on a
@@ -182,16 +183,13 @@ def add_to_card(
     selection: str = "all test images",
     directory=MODELS_DIR,
 ) -> dict:
-    """Add (or replace, for the same norm and eps) an AutoAttack entry in checkpoint ``name``'s card;
-    ``selection`` says which test images were attacked (e.g. "the first 100 test images")."""
+    """Add (or replace, for the same norm and eps) an AutoAttack entry in checkpoint ``name``'s card,
+    in its list ``autoattack`` (``robust_accuracy`` stays the PGD figures: the notebooks read their
+    steps); ``selection`` says which test images were attacked (e.g. "the first 100 test images")."""
     card = load_card(name, directory)
     entry = {**result.card_entry(), "selection": selection, "command": command, "device": device}
-    kept = [
-        r
-        for r in card["robust_accuracy"]
-        if not (r.get("attack") == "autoattack" and r["norm"] == entry["norm"] and r["eps"] == entry["eps"])
-    ]
-    card["robust_accuracy"] = [*kept, entry]
+    kept = [r for r in card.get("autoattack", []) if (r["norm"], r["eps"]) != (entry["norm"], entry["eps"])]
+    card["autoattack"] = [*kept, entry]
     (directory / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 

@@ -100,8 +100,8 @@ def test_add_to_card_replaces_the_same_budget_and_keeps_the_rest(tmp_path, linea
     card = add_to_card(
         "mnist_standard", result, command="again", device="cpu", selection="the first 8", directory=tmp_path
     )
-    assert card["robust_accuracy"][:-1] == pgd_entries
-    entry = card["robust_accuracy"][-1]
+    assert card["robust_accuracy"] == pgd_entries and len(card["autoattack"]) == 1  # the same budget: replaced
+    [entry] = card["autoattack"]
     assert entry["attack"] == "autoattack" and entry["command"] == "again" and entry["version"] == "standard"
     assert entry["selection"] == "the first 8" and entry["cpu_seconds"] >= 0 and entry["threads"] >= 1
     assert entry["accuracy"] == result.accuracy and entry["library"].startswith("pyautoattack ")
@@ -118,11 +118,7 @@ def test_the_command_line_picks_the_first_or_a_random_sample(capsys):
     assert (first.x_adv - x[:3]).abs().max() <= 0.3 + 1e-6 and (sample.x_adv - x[pick]).abs().max() <= 0.3 + 1e-6
     assert not torch.equal(pick, torch.arange(3))
     assert "AutoAttack linf eps=0.3" in capsys.readouterr().out
-    assert load_card("mnist_standard")["robust_accuracy"] == pgd_only("mnist_standard")  # --no-card: untouched
-
-
-def pgd_only(name: str) -> list[dict]:
-    return [r for r in load_card(name)["robust_accuracy"] if r["attack"] == "pgd"]
+    assert "autoattack" not in load_card("mnist_standard")  # --no-card: the card is left alone
 
 
 def test_the_report_reads_autoattack_from_the_cards(monkeypatch):
@@ -133,7 +129,7 @@ def test_the_report_reads_autoattack_from_the_cards(monkeypatch):
     import report
 
     measured, bare = load_card("mnist_l2_robust"), load_card("cifar10_l2_robust")
-    bare["robust_accuracy"] = [r for r in bare["robust_accuracy"] if r["attack"] == "pgd"]
+    bare.pop("autoattack", None)
     entry = {
         "attack": "autoattack",
         "norm": "l2",
@@ -149,7 +145,7 @@ def test_the_report_reads_autoattack_from_the_cards(monkeypatch):
         "selection": "the first 100 test images",
         "command": "python -m helpers.evaluation mnist_l2_robust --norm l2 --eps 2.0 --limit 100",
     }
-    measured["robust_accuracy"] = [*pgd_only("mnist_l2_robust"), entry]
+    measured["autoattack"] = [entry]
     measured["notes"] = ["overstated by PGD"]
     text = "\n".join(report.autoattack_lines({"mnist_l2_robust": measured, "cifar10_l2_robust": bare}))
     rows = {line.split(" | ")[0]: line.split(" | ") for line in text.splitlines() if line.startswith("| `")}
@@ -168,7 +164,7 @@ def test_every_robust_card_carries_autoattack_next_to_pgd(name):
     at the same budget (AutoAttack includes stronger attacks) up to the sampling error."""
     card = load_card(name)
     budget = (card["training"]["norm"], card["training"]["eps"])
-    auto = [r for r in card["robust_accuracy"] if r.get("attack") == "autoattack" and (r["norm"], r["eps"]) == budget]
+    auto = [r for r in card.get("autoattack", []) if (r["norm"], r["eps"]) == budget]
     pgd = [r for r in card["robust_accuracy"] if r["attack"] == "pgd" and (r["norm"], r["eps"]) == budget]
     assert auto and pgd, f"{name}: AutoAttack and PGD at {budget}"
     entry = auto[-1]
