@@ -70,12 +70,13 @@ def test_standard_model_band(mnist_test):
 
 @pytest.mark.slow
 def test_linf_robust_model_band(mnist_test):
-    """Issue targets: >= 94% clean, >= 60% under PGD-40 (alpha 0.01) at eps 0.3, >= 88% at 0.1."""
+    """Issue targets: >= 94% clean, >= 60% under PGD-40 (alpha 0.01) at eps 0.3, >= 88% at 0.1
+    (robust accuracy on the first 500 test digits; its card, on 1,000: 93.3 % and 96.9 %)."""
     x, y = mnist_test
     model = load_pretrained("mnist_linf_robust", device="cpu")
     assert attacks.accuracy(model, x, y) >= 0.94
-    assert robust_accuracy(model, x, y, norm="linf", eps=0.3, alpha=0.01) >= 0.60
-    assert robust_accuracy(model, x, y, norm="linf", eps=0.1, alpha=0.01) >= 0.88
+    assert robust_accuracy(model, x[:500], y[:500], norm="linf", eps=0.3, alpha=0.01) >= 0.60
+    assert robust_accuracy(model, x[:500], y[:500], norm="linf", eps=0.1, alpha=0.01) >= 0.88
 
 
 @pytest.mark.slow
