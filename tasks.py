@@ -169,9 +169,19 @@ def test(args: list[str], torch_index: str | None = None) -> int:
     env = jupyter_env()
     if shutil.which("bwrap"):  # the sandbox can run here: its tests must fail, not skip, if it breaks
         env["GRADING_REQUIRE_SANDBOX"] = "1"
-    cmd = [str(python), "-m", "pytest", *args]
+    cmd = [str(python), "-m", "pytest", *pytest_workers(args), *args]
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=ROOT, env=env)
+
+
+def pytest_workers(args: list[str]) -> list[str]:
+    """pytest-xdist's options for the suite: a worker per core (at most 4), each test module on one
+    worker (its module fixtures, a graded course for instance, are made once); none when the
+    options already choose (``-n``, ``--numprocesses``, ``-p no:xdist``). Most of the suite waits
+    on kernels and subprocesses, so two workers on two cores take about half the time."""
+    if any(arg.startswith(("-n", "--numprocesses", "--dist")) or arg == "no:xdist" for arg in args):
+        return []
+    return ["-n", str(max(1, min(4, os.cpu_count() or 1))), "--dist", "loadfile"]
 
 
 def environment_yml() -> str:

@@ -249,7 +249,10 @@ def ordinary_user_python(user: str = ORDINARY_USER) -> list[str]:
     if os.geteuid() != 0:
         pytest.skip("creating and becoming an ordinary user needs root")
     if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", user], check=True)
+        # another pytest worker may create it at the same time: only its absence afterwards is an error
+        created = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", user], capture_output=True)
+        if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
+            pytest.fail(f"useradd {user} failed: {created.stderr.decode().strip()}")
     command = ["runuser", "-u", user, "--", PYTHON]
     probe = subprocess.run([*command, "-c", "import nbgrader, grading"], cwd=ROOT, capture_output=True, text=True)
     if probe.returncode != 0:

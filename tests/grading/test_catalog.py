@@ -114,9 +114,27 @@ def test_no_network_reached_the_grader(graded_course):
 
 
 def test_no_kernel_process_survives(graded_course):
-    """Kernels (and the fork bomb's children, which share their command line) are all gone."""
-    processes = subprocess.run(["ps", "-eo", "uid=,args="], capture_output=True, text=True).stdout
-    assert [line for line in processes.splitlines() if "grading-kernel-" in line] == []
+    """Kernels (and the fork bomb's children, which share their command line) are all gone: no
+    kernel process is left outside a live test run (kernels of tests running at the same time in
+    another pytest worker have that worker among their ancestors; a survivor of the catalog's
+    finished grading run has lost its grading command and hangs from init)."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    processes = {}
+    for line in table.splitlines():
+        pid, ppid, args = (line.split(None, 2) + [""])[:3]
+        processes[int(pid)] = (int(ppid), args)
+
+    def in_a_test_run(pid: int) -> bool:
+        seen = set()
+        while pid in processes and pid not in seen:
+            seen.add(pid)
+            pid, args = processes[pid]
+            if pid in processes and "pytest" in processes[pid][1]:
+                return True
+        return False
+
+    survivors = [args for pid, (_, args) in processes.items() if "grading-kernel-" in args and not in_a_test_run(pid)]
+    assert survivors == []
 
 
 def test_huge_output_is_truncated(graded_course):
