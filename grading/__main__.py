@@ -1,7 +1,7 @@
 """``python -m grading COMMAND``: the instructor's workflow, one command per step.
 
     release ASSIGNMENT [--duedate ISO]     exercises/ from solutions/, assignment in the gradebook
-    collect ASSIGNMENT ZIP_OR_DIRECTORY    students' notebooks into submitted/ (nbgrader zip_collect)
+    collect ASSIGNMENT ZIP_OR_DIRECTORY    students' files into submitted/, links and hostile ones refused
     preflight ASSIGNMENT                   grade solutions, blank and tampered copies; must be right
     autograde ASSIGNMENT [--student ID]..  preflight, then grade every submission in the sandbox,
         [--workers N] [--scheduler S]      N at a time (default one per CPU), on Dask with --scheduler
@@ -22,6 +22,7 @@ import os
 import sys
 import warnings
 
+from .collect import summary
 from .parallel import autograde_in_parallel
 from .sandbox import ALLOW_UNSANDBOXED_ENV, SandboxUnavailable
 from .workflow import Course, StepFailed
@@ -103,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"released {os.path.relpath(path, course.root)}")
         return 0
     if args.command == "collect":
-        students = course.collect(args.assignment, args.source)
-        print(f"collected {len(students)} submission(s): {', '.join(students)}")
-        return 0
+        result = course.collect(args.assignment, args.source)
+        print("\n".join([*result.lines, summary(result)]))
+        return 0 if result.ok else 1
     if args.command in {"preflight", "autograde"}:
         sandboxed = course.check_sandbox()
         print("sandbox: " + ("bubblewrap" if sandboxed else "NONE (allowed explicitly)"), flush=True)

@@ -98,4 +98,6 @@ def configure(
     ]
     c.Autograde.post_convert_hook = "grading.report.report_stock_run"
     c.ExportApp.plugin_class = "grading.export.StatusCsvExportPlugin"
+    c.ZipCollectApp.extractor_plugin = "grading.collect.SafeExtractor"
     c.ZipCollectApp.collector_plugin = "grading.collect.SubmissionCollector"
+    c.ExchangeFactory.collect = "grading.exchange.SafeExchangeCollect"

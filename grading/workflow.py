@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import logging
 import os
 import re
 import shutil
@@ -20,20 +21,21 @@ from dataclasses import dataclass, field
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
-from nbgrader.apps.zipcollectapp import ZipCollectApp
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import IgnorePattern
-from nbgrader.utils import capture_log, chdir, setenv
+from nbgrader.utils import chdir, setenv
 from nbgrader.validator import Validator
 from traitlets.config import Config, LazyConfigValue, PyFileConfigLoader
 
 from .audit import REVIEW_PREFIX
+from .collect import CollectError, CollectResult, SafeExtractor, SubmissionCollector, collect_batch
 from .export import StatusCsvExportPlugin
 from .feedback import FeedbackResult, HiddenText, HideHiddenTests, leaked_lines
 from .gradebook import reset_automatic_results
 from .outputs import RequireCheckWitnesses
 from .paths import release_notebook_path, report_path
 from .report import grade_submission, read_report
+from .safefiles import TreeWriter, make_folders, open_plain_file
 from .sandbox import SandboxedExecute, SandboxUnavailable, grading_package_root
 from .sanitize import LOG_PREFIX, UnreadableNotebook, read_submission, submission_refusals
 from .validation import Validation, changed_cells, validation_of
@@ -223,31 +225,41 @@ class Course:
         return paths
 
     # -- collect -------------------------------------------------------------------------------
-    def collect(self, assignment: str, source: str) -> list[str]:
-        """Copy a batch of submissions (an LMS zip, or a directory with a folder per student or
-        STUDENT_NOTEBOOK.ipynb files) into ``submitted/`` through nbgrader's ``zip_collect``;
-        the students found."""
+    def collect(self, assignment: str, source: str) -> CollectResult:
+        """Collect a batch of submissions (an LMS zip or tar, or a directory: a folder per student,
+        STUDENT_NOTEBOOK.ipynb files, Moodle's folders, students' own archives) into ``submitted/``,
+        trusting nothing in it (:mod:`grading.collect`, the code stock ``nbgrader zip_collect``
+        runs here too). A zip or tar is first copied into ``downloaded/ASSIGNMENT/archive/``; a
+        directory is read where it is, never following a link; both are unpacked into
+        ``downloaded/ASSIGNMENT/extracted/``. Earlier collects of the students found are replaced."""
         if not os.path.exists(source):
             raise StepFailed(f"{source} does not exist")
-        archive = os.path.join(self.root, "downloaded", assignment, "archive")
-        shutil.rmtree(archive, ignore_errors=True)
-        os.makedirs(archive)
+        downloaded = os.path.join(self.root, "downloaded", assignment)
+        archive, staging = os.path.join(downloaded, "archive"), os.path.join(downloaded, "extracted")
+        for folder in (archive, staging):
+            shutil.rmtree(folder, ignore_errors=True)
+            make_folders(folder)
+        source = os.path.realpath(source)  # the instructor's own path; nothing inside it is followed
         if os.path.isdir(source):
-            shutil.copytree(source, os.path.join(archive, os.path.basename(os.path.abspath(source))))
+            sources = [source]
         else:
-            shutil.copy(source, archive)
-        app = ZipCollectApp(config=self.config)
-        app.coursedir = CourseDirectory(config=self.config, assignment_id=assignment)
-        app.force = True
+            with TreeWriter(archive) as writer, open_plain_file(source)[0] as batch:
+                writer.write(os.path.basename(source), batch)
+            sources = [os.path.join(archive, os.path.basename(source))]
+        coursedir = CourseDirectory(config=self.config, assignment_id=assignment)
         try:
-            result = capture_log(app)
-        except SystemExit:
-            raise StepFailed(f"collect of {assignment} failed; see nbgrader's messages above") from None
-        if not result["success"]:
-            raise StepFailed(f"collect of {assignment} failed: {_failure_from_log(result)}")
-        submitted = re.escape(self._directory(self.coursedir.submitted_directory, "@@", assignment))
-        found = re.findall("Copying to: " + submitted.replace("@@", "([^/]+)") + "/", result["log"])
-        return sorted(set(found))
+            return collect_batch(
+                coursedir,
+                assignment,
+                sources,
+                staging,
+                SafeExtractor(config=self.config),
+                SubmissionCollector(config=self.config),
+                force=True,
+                log=logging.getLogger("grading.collect"),
+            )
+        except CollectError as error:
+            raise StepFailed(str(error)) from None
 
     # -- preflight -----------------------------------------------------------------------------
     def preflight(self, assignment: str) -> PreflightResult:
