@@ -170,3 +170,41 @@ def test_a_model_trained_on_d_det_generalizes_to_the_real_test_set(mnist_train, 
     test_accuracy = accuracy(train_fresh_model(data.x, data.y), *mnist_test)
     assert data.success_rate > 0.95
     assert test_accuracy > 0.25
+
+
+@pytest.mark.slow
+def test_notebook_04_defaults_beat_their_control(mnist_train, mnist_test):
+    """Notebook 04's MNIST setting at half its size: ``mnist_standard_noaug`` as the source,
+    targeted L-inf PGD eps 0.3 from the clean image (10 steps of 0.06, every image kept), a
+    fresh ``MnistCNN`` trained 6 epochs without augmentation; the control is D_det at eps 0
+    (the clean digits labelled y + 1), which can only teach "a 3 means 4".
+
+    Measured (first 1,000 training digits): D_det 25.6%, D_rand 65.3%; the control
+    0.7%, predicting y + 1 for 82.6% of the test digits. The notebook's 2,000 digits give
+    D_det 32.4%, D_rand 58.8% (both below issue 13's goals of 45% and 60%; 4,000 digits give
+    D_det 38.7%). Took 136 s on the shared 2-core machine under heavy load (noisy).
+    """
+    source = pretrained("mnist_standard_noaug")
+    x, y = mnist_train[0][:1000], mnist_train[1][:1000]
+    attack = dict(eps=0.3, alpha=0.06, steps=10, norm="linf", progress=False)
+    fresh = {
+        "D_det": make_d_det(source, x, y, **attack),
+        "D_rand": make_d_rand(source, x, y, **attack),
+    }
+    models = {name: fit_six_epochs(data.x, data.y) for name, data in fresh.items()}
+    models["control"] = fit_six_epochs(x, (y + 1) % 10)
+    test_x, test_y = mnist_test
+    predicted = {name: predict(model, test_x).argmax(1) for name, model in models.items()}
+    share = {name: (p == test_y).float().mean().item() for name, p in predicted.items()}
+    next_share = (predicted["control"] == (test_y + 1) % 10).float().mean().item()
+    assert share["D_det"] > 0.18  # chance 10%; the control shows what the visible digits give
+    assert share["D_rand"] > 0.5
+    assert share["control"] < 0.05 and next_share > 0.7
+
+
+def fit_six_epochs(x: torch.Tensor, y: torch.Tensor) -> MnistCNN:
+    """A fresh ``MnistCNN`` trained as notebook 04 trains it on MNIST (seed 0, 6 epochs, no augmentation)."""
+    set_seed(0)
+    model = MnistCNN()
+    train(model, x, y, TrainConfig(epochs=6, augment=False), progress=False)
+    return model
