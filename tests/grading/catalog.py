@@ -221,9 +221,12 @@ IGNORES_INTERRUPT = (
     "        except:  # a bare except swallows the grader's interrupt\n            pass\n"
 )
 KERNEL_CRASH = "import os\nos._exit(1)\n"
+# bytes(n) takes zeroed pages from the system without touching them, so the bomb reaches the
+# address-space limit in well under a second however loaded the machine (bytearray(n) writes
+# every page: on a busy machine the cell timed out before the limit was reached).
 MEMORY_BOMB = (
     "def normalize(v):\n    hog = []\n    while True:\n"
-    "        hog.append(bytearray(64 * 2**20))  # until the memory limit\n"
+    "        hog.append(bytes(64 * 2**20))  # until the memory limit\n"
 )
 FORK_BOMB = (
     "import os\nimport time\n\ndef project(x, x0, eps):\n    while True:  # every child forks too\n"
