@@ -79,6 +79,12 @@ def outcome(entry, record: dict) -> Outcome:
     return Outcome(entry, record["seconds"], failed={record["test"] or record["status"]: record["message"]})
 
 
+def workers_of(record: dict) -> str:
+    """The numbers of mutants graded at a time in the recorded runs, as text: ``"1 or 2"``."""
+    counts = sorted({graded["workers"] for graded in record["notebooks"].values()})
+    return " or ".join(str(count) for count in counts)
+
+
 def write_tables(record: dict) -> None:
     generated = {notebook: notebook_mutants(notebook) for notebook in notebooks()}
     TABLE.write_text(render_table(record, generated))
@@ -87,7 +93,7 @@ def write_tables(record: dict) -> None:
     ungraded = tuple(entry for entry in ENTRIES if entry.name not in record["catalog"])
     RESULTS.write_text(
         render_results(
-            outcomes, command=COMMAND, minutes=minutes(record), workers=record["run"]["workers"], ungraded=ungraded
+            outcomes, command=COMMAND, minutes=minutes(record), workers=workers_of(record), ungraded=ungraded
         )
     )
 
@@ -185,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": summary["seconds"],
                 "date": date,
                 "load": round(os.getloadavg()[0], 1),
+                "workers": args.workers,
                 "mutants": {id_: record_of(verdicts[id_]) for id_, _, _ in generated},
             }
             record["catalog"].update({name: record_of(verdicts[name]) for name, _, _ in catalog})

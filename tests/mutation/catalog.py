@@ -822,6 +822,93 @@ ALTERNATIVES = (
         ),
     ),
     alternative(
+        "targets-remainder-shifted-draw",
+        NB4,
+        "targets",
+        "torch.remainder; D_rand draws a shift in range(C - 1) and adds 1",
+        ("return (y + 1) % num_classes", "return torch.remainder(y + 1, num_classes)"),
+        (
+            "shift = torch.randint(1, num_classes, tuple(y.shape), generator=generator).to(y.device)\n"
+            "    return (y + shift) % num_classes",
+            "shift = 1 + torch.randint(0, num_classes - 1, tuple(y.shape), generator=generator)\n"
+            "    return torch.remainder(y + shift.to(y.device), num_classes)",
+        ),
+    ),
+    alternative(
+        "towards-by-hand",
+        NB4,
+        "attack_towards",
+        "targeted PGD written out: eval mode, enable_grad, descent on the summed cross-entropy, projection by hand",
+        (
+            WHOLE,
+            "was_training = model.training\n"
+            "model.eval()\n"
+            "x_adv = x.clone()\n"
+            "with torch.enable_grad():\n"
+            "    for _ in range(steps):\n"
+            "        x_adv = x_adv.detach().requires_grad_(True)\n"
+            '        loss = F.cross_entropy(model(x_adv), targets, reduction="sum")\n'
+            "        (grad,) = torch.autograd.grad(loss, x_adv)\n"
+            "        lengths = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)\n"
+            '        step = grad.sign() if norm == "linf" else grad / lengths\n'
+            "        delta = x_adv.detach() - alpha * step - x\n"
+            '        if norm == "linf":\n'
+            "            delta = delta.clamp(-eps, eps)\n"
+            "        else:\n"
+            "            scale = (eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)\n"
+            "            delta = delta * scale.view(-1, 1, 1, 1)\n"
+            "        x_adv = (x + delta).clamp(0, 1)\n"
+            "model.train(was_training)\n"
+            "return x_adv.detach()",
+        ),
+    ),
+    alternative(
+        "towards-in-chunks",
+        NB4,
+        "attack_towards",
+        "attacks.pgd on chunks of 100 images, concatenated",
+        (
+            WHOLE,
+            "chunks = [\n"
+            "    attacks.pgd(\n"
+            "        model, xb, tb, eps=eps, alpha=alpha, steps=steps, norm=norm, targeted=True, random_start=False\n"
+            "    )\n"
+            "    for xb, tb in zip(x.split(100), targets.split(100))\n"
+            "]\n"
+            "return torch.cat(chunks)",
+        ),
+    ),
+    alternative(
+        "shares-python-loop",
+        NB4,
+        "prediction_shares",
+        "counted in Python over the lists of predictions and labels",
+        (
+            "share_true = (predicted == y).float().mean().item()",
+            "labels = y.tolist()\n"
+            "    share_true = sum(p == t for p, t in zip(predicted.tolist(), labels)) / len(labels)",
+        ),
+        (
+            "share_next = (predicted == (y + 1) % num_classes).float().mean().item()",
+            "share_next = sum(p == (t + 1) % num_classes for p, t in zip(predicted.tolist(), labels)) / len(labels)",
+        ),
+    ),
+    alternative(
+        "shares-max-indices-float",
+        NB4,
+        "prediction_shares",
+        "max(dim=1).indices, counts over numel, torch.remainder, float()",
+        ("predicted = predict(model, x).argmax(dim=1)", "predicted = predict(model, x).max(dim=1).indices"),
+        (
+            "share_true = (predicted == y).float().mean().item()",
+            "share_true = float(torch.eq(predicted, y).sum()) / y.numel()",
+        ),
+        (
+            "share_next = (predicted == (y + 1) % num_classes).float().mean().item()",
+            "share_next = float(torch.eq(predicted, torch.remainder(y + 1, num_classes)).double().mean())",
+        ),
+    ),
+    alternative(
         "margin-loop-over-classes",
         NB5,
         "linear_worst_margin",

@@ -35,6 +35,10 @@ SCALE_FREE_STEP = (
 RANKS_BOTH = (
     "reverses the ranks of both maps (r -> n - 1 - r), which negates both centred rank vectors: the same correlation"
 )
+BATCH_SIZE = (
+    "the batch size only bounds memory: each image's attack is the same in any batch (eval mode, no batch "
+    "statistics; the steps are per image)"
+)
 EQUIVALENT: dict[str, str] = {
     # 01 input_gradient
     "01.input_gradient.call-removed.bfe521": "x.detach() is already a new tensor, which the function never writes to "
@@ -102,6 +106,16 @@ EQUIVALENT: dict[str, str] = {
     "03.pgd.keyword-dropped.3fdfc4": SCALE_FREE_STEP,
     "03.pgd.constant.f270f2": SCALE_FREE_STEP,
     "03.pgd.call-removed.b7a0d4": HISTORY + " (the steps chain their graphs; the gradient of each step is the same)",
+    # 04 targets
+    "04.targets.call-removed.946ffe": "y.shape is a torch.Size, a tuple: torch.randint gets the same size",
+    "04.targets.arithmetic.a53446": "y - s mod C for s uniform on 1 .. C - 1 is uniform on the C - 1 other classes, as "
+    "y + s is: the same distribution, never y (no exercise asks for a particular draw)",
+    # 04 attack_towards
+    "04.attack_towards.keyword-dropped.41dfc4": BATCH_SIZE,
+    "04.attack_towards.constant.9ebae1": BATCH_SIZE,
+    "04.attack_towards.constant.c48ead": BATCH_SIZE,
+    # 04 prediction_shares
+    "04.prediction_shares.sign.bf3621": LOGITS_2D,
     # 05 linear_worst_margin
     "05.linear_worst_margin.sign.d4a8f7": LOGITS_2D,
     "05.linear_worst_margin.operands.39192f": "negates w_y - w_k, which is only used through its L1 or L2 norm",

@@ -31,7 +31,7 @@ def verdict(outcome: Outcome) -> str:
 
 
 def render(
-    outcomes: list[Outcome], *, command: str, minutes: float, workers: int, ungraded: tuple[Entry, ...] = ()
+    outcomes: list[Outcome], *, command: str, minutes: float, workers: str, ungraded: tuple[Entry, ...] = ()
 ) -> str:
     """The Markdown report of the recorded runs: ``outcomes`` of the graded entries, and the
     ``ungraded`` entries (their notebooks not graded yet), listed as such and counted nowhere."""
