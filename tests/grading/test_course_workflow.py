@@ -40,7 +40,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from course_tools import PYTHON, ROOT, course_base, requires_sandbox
+from course_tools import ROOT, course_base, grading, requires_sandbox
 
 pytestmark = pytest.mark.slow
 NAMES = sorted(path.stem for path in ROOT.glob("solutions/*/*.ipynb"))
@@ -185,16 +185,10 @@ def failed_checks(course: Path, name: str, student: str) -> list[tuple[str, str,
 
 
 def command(course: Path, name: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m grading`` in ``course`` for notebook ``name``: on the CPU, one thread, its small sizes."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PRACTICUM_")}
     env.update(PRACTICUM_DEVICE="cpu", OMP_NUM_THREADS="1", **SMALL[name])
-    return subprocess.run(
-        [PYTHON, "-m", "grading", "--course", str(course), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
+    return grading(course, *args, env=env, timeout=1500)
 
 
 @pytest.fixture(scope="module")
@@ -222,13 +216,7 @@ def course_runs():
                     run["autograde"] = command(course, name, "autograde", name, "--skip-preflight", "--workers", "2")
                     run["feedback"] = command(course, name, "feedback", name)
                     run["validate"] = validated.result()
-        export = subprocess.run(
-            [PYTHON, "-m", "grading", "--course", str(course), "export", "--to", str(course / "grades.csv")],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        export = grading(course, "export", "--to", str(course / "grades.csv"))
         assert export.returncode == 0, export.stdout + export.stderr
         with open(course / "grades.csv") as f:
             grades = {(row["assignment"], row["student_id"]): row for row in csv.DictReader(f)}
