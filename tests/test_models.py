@@ -118,7 +118,12 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "architecture,shape,rep_dim", [("mnist_cnn", (2, 1, 28, 28), 256), ("cifar_resnet", (2, 3, 32, 32), 128)]
+    "architecture,shape,rep_dim",
+    [
+        ("mnist_cnn", (2, 1, 28, 28), 256),
+        ("mnist_pool_cnn", (2, 1, 28, 28), 256),
+        ("cifar_resnet", (2, 3, 32, 32), 128),
+    ],
 )
 def test_models_normalize_inside_and_expose_their_representation(architecture, shape, rep_dim):
     set_seed(0)

@@ -10,7 +10,7 @@ from torch import nn
 
 from helpers.attacks import accuracy, predict
 from helpers.features import representation
-from helpers.models import MnistCNN, load_pretrained
+from helpers.models import MnistCNN, MnistPoolCNN, load_pretrained
 from helpers.nonrobust import make_d_det, make_d_rand, make_nonrobust_dataset, make_robust_dataset
 from helpers.train import TrainConfig, train
 from helpers.utils import set_seed
@@ -174,37 +174,37 @@ def test_a_model_trained_on_d_det_generalizes_to_the_real_test_set(mnist_train, 
 
 @pytest.mark.slow
 def test_notebook_04_defaults_beat_their_control(mnist_train, mnist_test):
-    """Notebook 04's MNIST setting at half its size: ``mnist_standard_noaug`` as the source,
-    targeted L-inf PGD eps 0.3 from the clean image (10 steps of 0.06, every image kept), a
-    fresh ``MnistCNN`` trained 6 epochs without augmentation; the control is D_det at eps 0
-    (the clean digits labelled y + 1), which can only teach "a 3 means 4".
+    """Notebook 04's MNIST setting on a quarter of its digits: ``mnist_standard_pool`` as the
+    source, targeted L-inf PGD eps 0.3 from the clean image (10 steps of 0.06, every image
+    kept), a fresh ``MnistPoolCNN`` trained 4 epochs without augmentation; the control is
+    D_det at eps 0 (the clean digits labelled y + 1), which can only teach "a 3 means 4".
 
-    Measured (first 1,000 training digits): D_det 25.6%, D_rand 65.3%; the control
-    0.7%, predicting y + 1 for 82.6% of the test digits. The notebook's 2,000 digits give
-    D_det 32.4%, D_rand 58.8% (both below issue 13's goals of 45% and 60%; 4,000 digits give
-    D_det 38.7%). Took 136 s on the shared 2-core machine under heavy load (noisy).
+    Measured (first 1,000 training digits): D_det 29.6%, D_rand 81.8%; the control
+    1.1%, predicting y + 1 for 88.7% of the test digits. The notebook's 4,000 digits give
+    D_det 52.1%, D_rand 87.0%, the control 0.2% (issue 13's goals: 45% and 60%), checked on the executed notebook by
+    ``tests/test_notebooks.py``.
     """
-    source = pretrained("mnist_standard_noaug")
+    source = pretrained("mnist_standard_pool")
     x, y = mnist_train[0][:1000], mnist_train[1][:1000]
     attack = dict(eps=0.3, alpha=0.06, steps=10, norm="linf", progress=False)
     fresh = {
         "D_det": make_d_det(source, x, y, **attack),
         "D_rand": make_d_rand(source, x, y, **attack),
     }
-    models = {name: fit_six_epochs(data.x, data.y) for name, data in fresh.items()}
-    models["control"] = fit_six_epochs(x, (y + 1) % 10)
+    models = {name: fit_as_notebook_04(data.x, data.y) for name, data in fresh.items()}
+    models["control"] = fit_as_notebook_04(x, (y + 1) % 10)
     test_x, test_y = mnist_test
     predicted = {name: predict(model, test_x).argmax(1) for name, model in models.items()}
     share = {name: (p == test_y).float().mean().item() for name, p in predicted.items()}
     next_share = (predicted["control"] == (test_y + 1) % 10).float().mean().item()
-    assert share["D_det"] > 0.18  # chance 10%; the control shows what the visible digits give
-    assert share["D_rand"] > 0.5
-    assert share["control"] < 0.05 and next_share > 0.7
+    assert share["D_det"] > 0.2  # chance 10%; the control shows what the visible digits give
+    assert share["D_rand"] > 0.6
+    assert share["control"] < 0.05 and next_share > 0.8
 
 
-def fit_six_epochs(x: torch.Tensor, y: torch.Tensor) -> MnistCNN:
-    """A fresh ``MnistCNN`` trained as notebook 04 trains it on MNIST (seed 0, 6 epochs, no augmentation)."""
+def fit_as_notebook_04(x: torch.Tensor, y: torch.Tensor) -> MnistPoolCNN:
+    """A fresh ``MnistPoolCNN`` trained as notebook 04 trains it on MNIST (seed 0, 4 epochs, no augmentation)."""
     set_seed(0)
-    model = MnistCNN()
-    train(model, x, y, TrainConfig(epochs=6, augment=False), progress=False)
+    model = MnistPoolCNN()
+    train(model, x, y, TrainConfig(epochs=4, augment=False), progress=False)
     return model
