@@ -123,6 +123,7 @@ def test_save_and_load_round_trip(tmp_path):
         ("mnist_cnn", (2, 1, 28, 28), 256),
         ("mnist_pool_cnn", (2, 1, 28, 28), 256),
         ("cifar_resnet", (2, 3, 32, 32), 128),
+        ("cifar_pool_cnn", (2, 3, 32, 32), 256),
     ],
 )
 def test_models_normalize_inside_and_expose_their_representation(architecture, shape, rep_dim):
