@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ROOT, LinearClassifier
+from conftest import CIFAR_SUBSET, ROOT, LinearClassifier
 from torch import nn
 
-from helpers.attacks import accuracy, predict
+from helpers.attacks import accuracy, pgd, predict
+from helpers.data import class_names, load_dataset
 from helpers.features import representation
-from helpers.models import MnistCNN, MnistPoolCNN, load_pretrained
+from helpers.models import MnistCNN, MnistPoolCNN, build_model, load_pretrained
 from helpers.nonrobust import make_d_det, make_d_rand, make_nonrobust_dataset, make_robust_dataset
 from helpers.train import TrainConfig, train
 from helpers.utils import set_seed
@@ -208,3 +209,44 @@ def fit_as_notebook_04(x: torch.Tensor, y: torch.Tensor) -> MnistPoolCNN:
     model = MnistPoolCNN()
     train(model, x, y, TrainConfig(epochs=4, augment=False), progress=False)
     return model
+
+
+@pytest.mark.slow
+def test_cats_vs_dogs_relabelled_by_attacks_beat_chance():
+    """Notebook 04's cats vs dogs on the shared CIFAR-10 subset (its CIFAR-10 path, the practicum
+    authors' version) on the first 1,000 of its 2,000 training cats and dogs: a binary
+    ``cifar_pool_cnn`` source (8 epochs, augmented), untargeted L2 PGD eps 1 (20 steps of
+    0.1), the flips kept and labelled with the new prediction, a fresh one trained on them
+    without augmentation, tested on the subset's 400 test cats and dogs (chance 50%).
+
+    Measured: 78% of the attacks flip the source; the fresh model 63.5%, the same training on
+    the true labels (the ceiling) 64.8%; with all 2,000 the notebook gives 63.7% and 68.5%.
+    Took 39 s on one thread.
+    """
+    if not CIFAR_SUBSET.is_dir():
+        pytest.skip(f"the shared CIFAR-10 subset is not at {CIFAR_SUBSET}")
+    names = class_names("cifar10")
+    cat, dog = names.index("cat"), names.index("dog")
+    x_all, y_all = load_dataset("cifar10", "train", root=CIFAR_SUBSET)
+    pets = torch.nonzero((y_all == cat) | (y_all == dog)).flatten()
+    pets = pets[torch.randperm(len(pets), generator=torch.Generator().manual_seed(0))[:1000]]
+    x, is_dog = x_all[pets], (y_all[pets] == dog).long()
+    x_test, y_test = load_dataset("cifar10", "test", root=CIFAR_SUBSET)
+    keep = (y_test == cat) | (y_test == dog)
+    x_test, is_dog_test = x_test[keep], (y_test[keep] == dog).long()
+
+    def binary_model(images, labels, augment):
+        set_seed(0)
+        model = build_model("cifar_pool_cnn", num_classes=2)
+        train(model, images, labels, TrainConfig(epochs=8, augment=augment), progress=False)
+        return model
+
+    source = binary_model(x, is_dog, augment=True)
+    x_adv = pgd(source, x, is_dog, eps=1.0, alpha=0.1, steps=20, norm="l2", random_start=False)
+    new_label = predict(source, x_adv).argmax(dim=1)
+    flipped = new_label != is_dog
+    fresh = accuracy(binary_model(x_adv[flipped], new_label[flipped], augment=False), x_test, is_dog_test)
+    ceiling = accuracy(binary_model(x, is_dog, augment=False), x_test, is_dog_test)
+    assert flipped.float().mean() > 0.7
+    assert fresh > 0.55  # chance 50%: the relabelled images carry the animals' features
+    assert ceiling > 0.6
