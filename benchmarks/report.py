@@ -53,6 +53,7 @@ from bench_engine import bench_pgd, bench_training, seconds  # noqa: E402
 from bench_saliency import bench_smoothgrad  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 
+from grading.sandbox import sandbox_problem  # noqa: E402
 from helpers import attacks, plot  # noqa: E402
 from helpers.attacks import accuracy, predict  # noqa: E402
 from helpers.data import class_names, load_dataset  # noqa: E402
@@ -1466,6 +1467,9 @@ def gpu_pgd_lines(pgd: dict, mark: str) -> list[str]:
 
 
 def run(sizes: Sizes, quick: bool, report: Path, figures_dir: Path) -> None:
+    if sizes.grading_submissions and (problem := sandbox_problem("bwrap")):
+        # the autograding part grades in the sandbox: refuse now, not after the science parts' minutes
+        raise SystemExit(f"report: autograding needs the grading sandbox, but {problem} (tasks.py test installs it)")
     device = best_device()
     env = environment(device)
     clock = Clock()
