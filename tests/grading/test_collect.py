@@ -403,8 +403,9 @@ def combined_batch(scratch: Path, course: Path) -> Batch:
 def test_course_command_as_an_ordinary_user(course, scratch):
     """umask 077: files 0644 and folders 0755 all the same; -v shows each student's files."""
     reset(course)
+    python = ordinary_user_python()  # creates the user if missing: before the chown, whatever ran first
     subprocess.run(["chown", "-R", f"{ORDINARY_USER}:", str(course)], check=True)
-    user = Runner(course, ordinary_user_python()[:-1], 0o077)
+    user = Runner(course, python[:-1], 0o077)
     batch = combined_batch(scratch, course)
     result = user.run("python", "-m", "grading", "-v", "collect", ASSIGNMENT, str(batch.path))
     assert_collected(course, batch, result.stdout + result.stderr, result.returncode)
