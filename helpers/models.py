@@ -34,7 +34,23 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-class MnistCNN(nn.Module):
+class Classifier(nn.Module):
+    """A model made of ``normalize`` -> ``features`` [= representation] -> ``head`` [= logits];
+    subclasses build the three modules."""
+
+    normalize: Normalize
+    features: nn.Module
+    head: nn.Linear
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """N x C x H x W in [0, 1] -> N x D, the penultimate layer (see the class for D)."""
+        return self.features(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.representation(x))
+
+
+class MnistCNN(Classifier):
     """Small CNN for 1 x 28 x 28 digits.
 
     Normalize -> conv3x3(width) -> ReLU -> conv3x3(2 width, stride 2) -> ReLU
@@ -59,15 +75,8 @@ class MnistCNN(nn.Module):
         )
         self.head = nn.Linear(rep_dim, num_classes)
 
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        """N x 1 x 28 x 28 in [0, 1] -> N x rep_dim (penultimate layer, after its ReLU)."""
-        return self.features(self.normalize(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.representation(x))
-
-
-class PoolCNN(nn.Module):
+class PoolCNN(Classifier):
     """The classic small CNN: 5 x 5 convolutions and max pooling (as in Madry et al.'s MNIST
     challenge model, whose fully connected layer has 1024 units).
 
@@ -97,13 +106,6 @@ class PoolCNN(nn.Module):
             nn.ReLU(),
         )
         self.head = nn.Linear(rep_dim, num_classes)
-
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        """N x C x size x size in [0, 1] -> N x rep_dim (penultimate layer, after its ReLU)."""
-        return self.features(self.normalize(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.representation(x))
 
 
 class MnistPoolCNN(PoolCNN):
@@ -143,7 +145,7 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(Classifier):
     """Small pre-activation ResNet for 3 x 32 x 32 images.
 
     Normalize -> conv3x3(width) -> stages of ``blocks`` residual blocks with width,
@@ -164,13 +166,6 @@ class CifarResNet(nn.Module):
         layers += [nn.BatchNorm2d(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(channels, num_classes)
-
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        """N x 3 x 32 x 32 in [0, 1] -> N x (4 width) (pooled features, after the last ReLU)."""
-        return self.features(self.normalize(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.representation(x))
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
